@@ -1,0 +1,278 @@
+"""One reconciliation cycle: sense → compare → plan → actuate → verify, within its bounds."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from reconciler.core import breaker as brk
+from reconciler.core.actuate import Actuator
+from reconciler.core.compare import compare
+from reconciler.core.convergence import in_window, judge_pass, within_tolerance
+from reconciler.core.kinds import KindRegistry
+from reconciler.core.model import (
+    ActionState,
+    ActuationResult,
+    CycleStatus,
+    DesiredState,
+    Diff,
+    Drift,
+    Event,
+    EventType,
+    Outcome,
+    Plan,
+    Snapshot,
+)
+from reconciler.core.plan import PlanContext, make_plan
+from reconciler.core.policy import Policy
+from reconciler.core.ports import Clock, EventSink, Provider, SnapshotGate, Store
+from reconciler.core.sense import SenseOptions, sense
+
+__all__ = ["CycleRequest", "CycleDeps", "CycleReport", "run_cycle", "summary"]
+
+
+@dataclass(frozen=True)
+class CycleRequest:
+    """What to reconcile and how; plain data (built from the targets config and run conf)."""
+
+    target: str
+    desired: DesiredState
+    policy: Policy
+    kinds: tuple[str, ...]
+    correlation_id: str
+    dry_run: bool = False
+    approve: bool | str = False  # True, or the hash of the one plan approved
+    only_kinds: tuple[str, ...] | None = None
+    reset_breaker: bool = False
+    actor: str = "reconciler"
+
+
+@dataclass(frozen=True)
+class CycleDeps:
+    provider: Provider
+    store: Store
+    events: EventSink
+    clock: Clock
+    gate: SnapshotGate
+    rules: KindRegistry
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class CycleReport:
+    """The outcome plus what a human wants to read: first diff, plans, action results."""
+
+    outcome: Outcome
+    diff: Diff | None = None
+    plans: list[Plan] = field(default_factory=list)
+    actuations: list[ActuationResult] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+
+
+def run_cycle(req: CycleRequest, deps: CycleDeps) -> CycleReport:
+    """Run one bounded, idempotent cycle and persist its outcome, audit and breaker state."""
+    return _Cycle(req, deps).run()
+
+
+class _Cycle:
+    def __init__(self, req: CycleRequest, deps: CycleDeps) -> None:
+        self.req, self.deps = req, deps
+        self.clock = deps.clock
+        self.started = self.clock.now()
+        self.deadline = self.clock.monotonic() + req.policy.cycle_deadline_seconds
+        self.plans: list[Plan] = []
+        self.actuations: list[ActuationResult] = []
+        self.first: tuple[Diff, Snapshot] | None = None
+        self.drifts: list[Drift] = []
+        self.iterations = 0
+
+    def run(self) -> CycleReport:
+        store = self.deps.store
+        if self.req.reset_breaker:
+            self._reset_breaker()
+        breaker = store.load_breaker(self.req.target)
+        acting = not self.req.dry_run and brk.allows_actuation(breaker)
+        if acting and not store.acquire_lease(self.req.target, self.req.correlation_id,
+                                              self.req.policy.cycle_deadline_seconds + 60):
+            return self._finish("busy", error="another cycle holds this target's lease",
+                                record=False)
+        try:
+            status, error = self._reconcile(acting, breaker)
+        finally:
+            if acting:
+                store.release_lease(self.req.target, self.req.correlation_id)
+        return self._finish(status, error=error, breaker=breaker if acting else None)
+
+    def _reconcile(self, acting: bool, breaker: brk.BreakerState) -> tuple[CycleStatus, str | None]:
+        snap = self._sense(None)
+        diff, drift = self._compare(snap)
+        self.first = (diff, snap)
+        if within_tolerance(drift, self.req.policy.tolerance):
+            return self._settle(snap, drift, first=True)
+        self._emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude,
+                                      "drifted": drift.drifted})
+        if not acting or not self._auto_applies(drift):
+            return self._report_only(diff, snap, breaker)
+        if not in_window(self.clock.now(), self.req.policy.windows):
+            self._plan(diff, snap)
+            return "window_closed", "outside the target's maintenance windows"
+        return self._passes(diff, snap)
+
+    def _passes(self, diff: Diff, snap: Snapshot) -> tuple[CycleStatus, str | None]:
+        for iteration in range(1, self.req.policy.max_iterations + 1):
+            self.iterations = iteration
+            plan = self._plan(diff, snap)
+            refusal = self._refusal(plan)
+            if refusal:
+                return refusal
+            result = self._actuate(plan)
+            snap = self._sense(snap)
+            diff, drift = self._compare(snap)
+            verdict = judge_pass(self.drifts, policy=self.req.policy, actuation_ok=result.ok,
+                                 past_deadline=self._past_deadline(), iteration=iteration)
+            if verdict.status == "converged":
+                return self._settle(snap, drift, first=False)
+            if verdict.done:
+                return verdict.status or "failed", result.error or verdict.reason or None
+        return "max_iterations", None  # unreachable: judge_pass stops at the bound
+
+    def _refusal(self, plan: Plan) -> tuple[CycleStatus, str | None] | None:
+        if not plan.validation.ok:
+            return "failed", "plan rejected: " + "; ".join(plan.validation.errors)
+        approved = self.req.approve is True or self.req.approve == plan.hash
+        if plan.validation.needs_approval and not approved:
+            return "needs_approval", "; ".join(plan.validation.approval_reasons)
+        if plan.is_empty:
+            reasons = sorted({b.reason for b in plan.audit.blocked})
+            return "failed", "drift remains but every change is blocked: " + "; ".join(reasons)
+        return None
+
+    def _settle(self, snap: Snapshot, drift: Drift, first: bool) -> tuple[CycleStatus, str | None]:
+        """Converged only if it stays within tolerance for the settling period."""
+        settle = self.req.policy.settle_seconds
+        if settle > 0:
+            if self.clock.monotonic() + settle > self.deadline:
+                return "deadline", "no time left to confirm stability"
+            self.clock.sleep(settle)
+            snap = self._sense(snap)
+            _, drift = self._compare(snap)
+            if not within_tolerance(drift, self.req.policy.tolerance):
+                return "failed", "drift came back within the settling period"
+        if not first:
+            self._emit("converged", {"iterations": self.iterations, "magnitude": drift.magnitude})
+        return ("in_sync" if first else "converged"), None
+
+    def _report_only(
+        self, diff: Diff, snap: Snapshot, breaker: brk.BreakerState
+    ) -> tuple[CycleStatus, str | None]:
+        self._plan(diff, snap)
+        if not self.req.dry_run and not brk.allows_actuation(breaker):
+            return "breaker_open", f"circuit breaker open since {breaker.opened_at}: reset it"
+        return "reported", None
+
+    def _auto_applies(self, drift: Drift) -> bool:
+        return drift.urgency in self.req.policy.auto_apply or self.req.approve is not False
+
+    def _sense(self, previous: Snapshot | None) -> Snapshot:
+        options = SenseOptions(deadline_s=min(self.req.policy.sense_deadline_seconds,
+                                              max(0.001, self.deadline - self.clock.monotonic())))
+        return sense(self.deps.provider, self._kinds(), target=self.req.target,
+                     correlation_id=self.req.correlation_id, clock=self.clock,
+                     options=options, previous=previous)
+
+    def _kinds(self) -> tuple[str, ...]:
+        if self.req.only_kinds is None:
+            return self.req.kinds
+        return tuple(k for k in self.req.kinds if k in self.req.only_kinds)
+
+    def _compare(self, snap: Snapshot) -> tuple[Diff, Drift]:
+        diff, drift = compare(self.req.desired.resources, snap, rules=self.deps.rules,
+                              policy=self.req.policy, kinds=self._kinds())
+        self.drifts.append(drift)
+        return diff, drift
+
+    def _plan(self, diff: Diff, snap: Snapshot) -> Plan:
+        gate = self.deps.gate.check(snap, self.req.desired)
+        ctx = PlanContext(
+            target=self.req.target, correlation_id=self.req.correlation_id,
+            desired_version=self.req.desired.version, policy=self.req.policy,
+            rules=self.deps.rules, now=self.clock.now(),
+            estimates=self.deps.store.duration_estimates(self.req.target),
+            allow_deletions=gate.passed,
+        )
+        plan = make_plan(diff, snap, ctx)
+        self.plans.append(plan)
+        if not self.req.dry_run:
+            self.deps.store.record_plan(plan, actor=self.req.actor)
+        return plan
+
+    def _actuate(self, plan: Plan) -> ActuationResult:
+        actuator = Actuator(applier=self.deps.provider, policy=self.req.policy,
+                            events=self.deps.events, clock=self.clock, target=self.req.target,
+                            correlation_id=self.req.correlation_id, rng=self.deps.rng,
+                            deadline=self.deadline)
+        result = actuator.run(plan)
+        self.actuations.append(result)
+        self.deps.store.record_results(self.req.target, self.req.correlation_id,
+                                       [*result.results, *result.rollback])
+        return result
+
+    def _past_deadline(self) -> bool:
+        return self.clock.monotonic() >= self.deadline
+
+    def _reset_breaker(self) -> None:
+        store = self.deps.store
+        store.save_breaker(brk.reset(store.load_breaker(self.req.target)))
+        self._emit("cycle_finished", {"operator": "breaker_reset"}, actor=self.req.actor)
+
+    def _finish(self, status: CycleStatus, *, error: str | None = None, record: bool = True,
+                breaker: brk.BreakerState | None = None) -> CycleReport:
+        outcome = self._outcome(status, error)
+        if record and not self.req.dry_run:
+            self.deps.store.record_cycle(outcome)
+        if breaker is not None:
+            self._update_breaker(breaker, outcome)
+        diff, snap = self.first or (None, None)
+        return CycleReport(outcome=outcome, diff=diff, plans=self.plans,
+                           actuations=self.actuations, snapshot=snap)
+
+    def _update_breaker(self, before: brk.BreakerState, outcome: Outcome) -> None:
+        after = brk.after_cycle(before, outcome.counts_as_failure,
+                                self.req.policy.breaker_failures, self.clock.now(), outcome.error)
+        self.deps.store.save_breaker(after)
+        if after.state == "open" and before.state != "open":
+            self._emit("breaker_opened", {"failures": after.consecutive_failures,
+                                          "reason": outcome.error})
+
+    def _outcome(self, status: CycleStatus, error: str | None = None) -> Outcome:
+        def count(state: ActionState) -> int:
+            return sum(r.count(state) for r in self.actuations)
+
+        first = self.drifts[0] if self.drifts else Drift()
+        last = self.drifts[-1] if self.drifts else Drift()
+        return Outcome(
+            target=self.req.target, correlation_id=self.req.correlation_id, status=status,
+            converged=status in ("converged", "in_sync"), started_at=self.started,
+            finished_at=self.clock.now(), iterations=self.iterations,
+            actions_succeeded=count("succeeded"), actions_failed=count("failed"),
+            actions_skipped=count("skipped"), initial_drift=first, final_drift=last,
+            desired_version=self.req.desired.version,
+            plan_hashes=tuple(p.hash for p in self.plans),
+            error=error, requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
+            dry_run=self.req.dry_run,
+        )
+
+    def _emit(self, kind: EventType, detail: dict[str, object], actor: str | None = None) -> None:
+        event = Event(type=kind, target=self.req.target, correlation_id=self.req.correlation_id,
+                      at=self.clock.now(), detail=detail)
+        self.deps.events.emit(event)
+        if not self.req.dry_run:
+            self.deps.store.record_event(event, actor=actor or "reconciler")
+
+
+def summary(report: CycleReport) -> dict[str, object]:
+    """A small JSON-safe digest (for XCom, logs and ``--json``)."""
+    out = report.outcome.model_dump(mode="json")
+    out["plans"] = [{"hash": p.hash, "counts": p.audit.counts} for p in report.plans]
+    return out
+

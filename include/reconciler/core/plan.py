@@ -1,0 +1,352 @@
+"""Diff to plan: actions with preconditions, risk and inverses, ordered into validated waves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reconciler.core.graph import VIRTUAL_PREFIX, layer
+from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules
+from reconciler.core.model import (
+    Action,
+    ActionType,
+    BlockedChange,
+    DesiredResource,
+    Diff,
+    Modification,
+    ObservedResource,
+    Plan,
+    PlanAudit,
+    PlanValidation,
+    Precondition,
+    ResourceKey,
+    Risk,
+    Snapshot,
+    Wave,
+    content_hash,
+)
+from reconciler.core.policy import Policy
+
+__all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions"]
+
+_RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Everything a plan depends on besides the diff; all plain data."""
+
+    target: str
+    correlation_id: str
+    desired_version: str
+    policy: Policy
+    rules: KindRegistry
+    now: datetime
+    estimates: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    allow_deletions: bool = True  # False when the quality gate failed
+
+
+def action_id(kind: ActionType, key: ResourceKey) -> str:
+    return f"{kind}:{key.kind}/{key.name}"
+
+
+def spec_hash(spec: Mapping[str, object]) -> str:
+    return content_hash(spec)
+
+
+def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
+    """Turn a diff into an ordered plan. Pure: same inputs, same plan and hash."""
+    blocked: list[BlockedChange] = []
+    applies = _apply_actions(diff, snapshot, ctx, blocked)
+    deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked)
+    deps = _dependencies(applies, deletes, diff, ctx.rules)
+    levels, cycle = layer(list(applies) + list(deletes), deps)
+    actions = {**applies, **deletes}
+    waves = _waves(actions, levels, deps)
+    errors = [f"dependency cycle: {' -> '.join(cycle)}"] if cycle else []
+    validation = _validate(waves, snapshot, ctx.policy, errors)
+    audit = _audit(waves, blocked, snapshot, ctx)
+    body = [w.model_dump(mode="json") for w in waves]
+    return Plan(
+        target=ctx.target,
+        correlation_id=ctx.correlation_id,
+        desired_version=ctx.desired_version,
+        waves=waves,
+        rollback_points=tuple(range(len(waves))),
+        validation=validation,
+        audit=audit,
+        hash=content_hash([ctx.target, ctx.desired_version, body], 32),
+    )
+
+
+def _apply_actions(
+    diff: Diff, snapshot: Snapshot, ctx: PlanContext, blocked: list[BlockedChange]
+) -> dict[str, Action]:
+    out: dict[str, Action] = {}
+    for want in diff.additions:
+        if _too_incomplete(want.key.kind, snapshot, ctx.policy, blocked, want.key, "create"):
+            continue
+        act = _create(want, ctx)
+        out[act.id] = act
+    for mod in diff.modifications:
+        if _too_incomplete(mod.key.kind, snapshot, ctx.policy, blocked, mod.key, "update"):
+            continue
+        act = _update(mod, ctx)
+        out[act.id] = act
+    return out
+
+
+def _too_incomplete(
+    kind: str,
+    snapshot: Snapshot,
+    policy: Policy,
+    blocked: list[BlockedChange],
+    key: ResourceKey,
+    change: ActionType,
+) -> bool:
+    status = snapshot.kinds.get(kind)
+    completeness = status.completeness if status else 0.0
+    if completeness >= policy.completeness_threshold:
+        return False
+    reason = f"{kind} observed {completeness:.0%} < threshold {policy.completeness_threshold:.0%}"
+    blocked.append(BlockedChange(key=key, change=change, reason=reason))
+    return True
+
+
+def _rules(ctx: PlanContext, kind: str) -> KindRules:
+    return ctx.rules.get(kind) or DEFAULT_RULES(kind)
+
+
+def _estimate(ctx: PlanContext, kind: str, type_: ActionType) -> float:
+    est = ctx.estimates.get((kind, type_))
+    return round(est, 3) if est is not None else _rules(ctx, kind).duration(type_)
+
+
+def _token(ctx: PlanContext, type_: str, key: ResourceKey, spec: Mapping[str, object]) -> str:
+    return content_hash([ctx.target, type_, key.kind, key.name, spec_hash(spec)], 32)
+
+
+def _create(want: DesiredResource, ctx: PlanContext) -> Action:
+    key = want.key
+    undo = Action(
+        id=action_id("delete", key) + "#undo",
+        type="delete",
+        target=key,
+        idempotency_token=_token(ctx, "delete", key, want.spec),
+        risk="high",
+        reversible=False,
+        estimated_duration_s=_estimate(ctx, key.kind, "delete"),
+    )
+    return Action(
+        id=action_id("create", key),
+        type="create",
+        target=key,
+        params={"spec": want.spec, "protected": want.protected},
+        preconditions=(Precondition(check="absent", key=key),),
+        estimated_duration_s=_estimate(ctx, key.kind, "create"),
+        risk="low",
+        reversible=True,
+        inverse=undo,
+        idempotency_token=_token(ctx, "create", key, want.spec),
+    )
+
+
+def _update(mod: Modification, ctx: PlanContext) -> Action:
+    key, before, after = mod.key, mod.observed.spec, mod.desired.spec
+    paths = [c.path for c in mod.changes]
+    restore = {k: before[k] for k in after if k in before}
+    undo = Action(
+        id=action_id("update", key) + "#undo",
+        type="update",
+        target=key,
+        params={"spec": restore, "protected": mod.observed.protected},
+        preconditions=(Precondition(check="matches", key=key, spec_hash=spec_hash(after)),),
+        idempotency_token=_token(ctx, "update", key, restore),
+        estimated_duration_s=_estimate(ctx, key.kind, "update"),
+    )
+    return Action(
+        id=action_id("update", key),
+        type="update",
+        target=key,
+        params={
+            "spec": after,
+            "protected": mod.desired.protected,
+            "changes": [c.model_dump(mode="json") for c in mod.changes],
+        },
+        preconditions=(Precondition(check="matches", key=key, spec_hash=spec_hash(before)),),
+        estimated_duration_s=_estimate(ctx, key.kind, "update"),
+        risk=_rules(ctx, key.kind).update_risk(paths),
+        reversible=True,
+        inverse=undo,
+        idempotency_token=_token(ctx, "update", key, after),
+    )
+
+
+def _delete_actions(
+    extras: Iterable[ObservedResource],
+    snapshot: Snapshot,
+    ctx: PlanContext,
+    blocked: list[BlockedChange],
+) -> dict[str, Action]:
+    out: dict[str, Action] = {}
+    for have in extras:
+        reason = _deletion_blocker(have, snapshot, ctx)
+        if reason:
+            blocked.append(BlockedChange(key=have.key, change="delete", reason=reason))
+            continue
+        act = Action(
+            id=action_id("delete", have.key),
+            type="delete",
+            target=have.key,
+            preconditions=(
+                Precondition(check="matches", key=have.key, spec_hash=spec_hash(have.spec)),
+            ),
+            estimated_duration_s=_estimate(ctx, have.key.kind, "delete"),
+            risk="high",
+            reversible=False,
+            idempotency_token=_token(ctx, "delete", have.key, have.spec),
+        )
+        out[act.id] = act
+    return out
+
+
+def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanContext) -> str | None:
+    if not have.managed:
+        return "not owned by this target"
+    if have.protected:
+        return "protected (set protected: false first, then remove it)"
+    if not snapshot.is_complete(have.key.kind):
+        status = snapshot.kinds.get(have.key.kind)
+        seen = status.completeness if status else 0.0
+        return f"{have.key.kind} not fully observed ({seen:.0%}); never delete the unobserved"
+    if not ctx.allow_deletions:
+        return "quality gate failed; deletions are blocked"
+    return None
+
+
+def _dependencies(
+    applies: Mapping[str, Action],
+    deletes: Mapping[str, Action],
+    diff: Diff,
+    rules: KindRegistry,
+) -> dict[str, list[str]]:
+    """Edges node -> prerequisites. Kind barriers use one virtual node per kind (O(n) edges)."""
+    deps: dict[str, list[str]] = {a: [] for a in [*applies, *deletes]}
+    declared = {d.key: d.depends_on for d in diff.additions}
+    declared.update({m.key: m.desired.depends_on for m in diff.modifications})
+    for aid, act in applies.items():
+        for dep in declared.get(act.target, ()):
+            for prereq in (action_id("create", dep), action_id("update", dep)):
+                if prereq in applies:
+                    deps[aid].append(prereq)
+    kinds = {a.target.kind for a in [*applies.values(), *deletes.values()]}
+    for kind in kinds:
+        parents = (rules.get(kind) or DEFAULT_RULES(kind)).parents
+        deps[f"@applied:{kind}"] = [a for a, x in applies.items() if x.target.kind == kind]
+        deps[f"@deleted:{kind}"] = [a for a, x in deletes.items() if x.target.kind == kind]
+        deps[f"@applied:{kind}"] += [f"@applied:{p}" for p in parents if p in kinds]
+        for aid, act in applies.items():
+            if act.target.kind == kind:
+                deps[aid] += [f"@applied:{p}" for p in parents if p in kinds]
+    for aid, act in deletes.items():
+        # every deletion waits for all creates/updates, and children are deleted first
+        deps[aid] += [f"@applied:{k}" for k in kinds]
+        deps[aid] += [f"@deleted:{child}" for child in kinds
+                      if act.target.kind in (rules.get(child) or DEFAULT_RULES(child)).parents]
+    return deps
+
+
+def _waves(
+    actions: Mapping[str, Action], levels: Mapping[str, int], deps: Mapping[str, list[str]]
+) -> tuple[Wave, ...]:
+    """Group by level; ``depends_on`` keeps the real (declared) prerequisites, not kind barriers."""
+    by_level: dict[int, list[str]] = {}
+    for aid in actions:
+        if aid in levels:
+            by_level.setdefault(levels[aid], []).append(aid)
+    waves = []
+    for index, level in enumerate(sorted(by_level)):
+        ids = sorted(by_level[level])
+        waves.append(Wave(
+            index=index,
+            actions=tuple(
+                actions[a].model_copy(update={"wave": index, "depends_on": _real(deps[a])})
+                for a in ids
+            ),
+        ))
+    return tuple(waves)
+
+
+def _real(prereqs: list[str]) -> tuple[str, ...]:
+    return tuple(sorted({p for p in prereqs if not p.startswith(VIRTUAL_PREFIX)}))
+
+
+def _validate(
+    waves: tuple[Wave, ...], snapshot: Snapshot, policy: Policy, errors: list[str]
+) -> PlanValidation:
+    observed = {(r.key.kind, r.key.name): r for r in snapshot.resources}
+    deletions = [a for w in waves for a in w.actions if a.type == "delete"]
+    for act in deletions:
+        have = observed.get((act.target.kind, act.target.name))
+        if have is not None and (have.protected or not have.managed):
+            errors.append(f"refusing to delete protected or unowned {act.target}")
+    reasons = []
+    managed = sum(1 for r in snapshot.resources if r.managed)
+    if deletions and len(deletions) > policy.max_delete_fraction * managed:
+        reasons.append(
+            f"deletes {len(deletions)} of {managed} managed resources "
+            f"(> max_delete_fraction {policy.max_delete_fraction:.0%})"
+        )
+    risky = [a for w in waves for a in w.actions if not a.reversible and a.risk == "high"]
+    if policy.approve_irreversible and risky:
+        reasons.append(f"{len(risky)} irreversible high-risk actions")
+    return PlanValidation(
+        ok=not errors,
+        errors=tuple(errors),
+        needs_approval=bool(reasons),
+        approval_reasons=tuple(reasons),
+    )
+
+
+def _audit(
+    waves: tuple[Wave, ...], blocked: list[BlockedChange], snapshot: Snapshot, ctx: PlanContext
+) -> PlanAudit:
+    counts: dict[str, int] = {"create": 0, "update": 0, "delete": 0, "blocked": len(blocked)}
+    max_risk: Risk = "low"
+    duration = 0.0
+    for wave in waves:
+        for act in wave.actions:
+            counts[act.type] += 1
+            if _RISK_RANK[act.risk] > _RISK_RANK[max_risk]:
+                max_risk = act.risk
+        longest = max((a.estimated_duration_s for a in wave.actions), default=0.0)
+        duration += longest * math.ceil(len(wave.actions) / ctx.policy.max_parallel)
+    return PlanAudit(
+        created_at=ctx.now,
+        target=ctx.target,
+        correlation_id=ctx.correlation_id,
+        desired_version=ctx.desired_version,
+        snapshot_captured_at=snapshot.captured_at,
+        counts=counts,
+        blocked=tuple(blocked),
+        estimated_duration_s=round(duration, 3),
+        max_risk=max_risk,
+    )
+
+
+def check_preconditions(plan: Plan, snapshot: Snapshot) -> list[str]:
+    """Preconditions that no longer hold on a fresh snapshot (a stale plan is refused)."""
+    observed = {(r.key.kind, r.key.name): r for r in snapshot.resources}
+    failures = []
+    for act in plan.actions:
+        for pre in act.preconditions:
+            have = observed.get((pre.key.kind, pre.key.name))
+            if pre.check == "absent" and have is not None:
+                failures.append(f"{act.id}: {pre.key} exists now")
+            elif pre.check in ("present", "matches") and have is None:
+                failures.append(f"{act.id}: {pre.key} is gone")
+            elif pre.check == "matches" and have and spec_hash(have.spec) != pre.spec_hash:
+                failures.append(f"{act.id}: {pre.key} changed since the plan was made")
+    return failures

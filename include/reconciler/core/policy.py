@@ -1,0 +1,58 @@
+"""Per-target policy: the knobs of planning, actuation and convergence, validated."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from reconciler.core.model import Frozen, Urgency
+
+__all__ = ["Tolerance", "Window", "Policy"]
+
+
+class Tolerance(Frozen):
+    """Drift that counts as converged: a drifted fraction, and numeric slack per field."""
+
+    drift_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    numeric: dict[str, float] = Field(default_factory=dict)
+
+
+class Window(Frozen):
+    """A weekly maintenance window in UTC: days (0=Monday) and an hour range [start, end)."""
+
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    start_hour: int = Field(default=0, ge=0, le=23)
+    end_hour: int = Field(default=24, ge=1, le=24)
+
+
+class Policy(Frozen):
+    """How one target is reconciled. Every limit is bounded so no loop can run away."""
+
+    max_parallel: int = Field(default=8, ge=1, le=1024)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    backoff_base_s: float = Field(default=1.0, ge=0.0, le=600.0)
+    backoff_cap_s: float = Field(default=30.0, ge=0.0, le=3600.0)
+    jitter: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_delete_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    completeness_threshold: float = Field(default=1.0, ge=0.0, le=1.0)
+    sense_deadline_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
+    settle_seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
+    cycle_deadline_seconds: float = Field(default=900.0, gt=0.0, le=86400.0)
+    max_iterations: int = Field(default=3, ge=1, le=50)
+    breaker_failures: int = Field(default=3, ge=1, le=100)
+    auto_apply: tuple[Urgency, ...] = ("high", "critical")
+    tolerance: Tolerance = Field(default_factory=Tolerance)
+    ignore_fields: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    on_failure: Literal["rollback", "continue"] = "rollback"
+    approve_irreversible: bool = False
+    allow_empty_desired: bool = False
+    adopt: bool = False
+    batch_size: int = Field(default=50, ge=1, le=10000)
+    windows: tuple[Window, ...] = ()
+
+    @model_validator(mode="after")
+    def _backoff_cap_covers_base(self) -> Policy:
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be >= backoff_base_s")
+        return self

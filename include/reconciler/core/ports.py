@@ -1,0 +1,98 @@
+"""The engine's only doors to the world: tiny Protocols passed in by the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.core.breaker import BreakerState
+from reconciler.core.gate import GateVerdict
+from reconciler.core.model import (
+    Action,
+    ActionResult,
+    DesiredState,
+    Event,
+    Observation,
+    OperationResult,
+    Outcome,
+    Plan,
+    Snapshot,
+)
+
+__all__ = [
+    "Clock",
+    "Observer",
+    "Applier",
+    "Provider",
+    "EventSink",
+    "SnapshotGate",
+    "GateVerdict",
+    "CycleHistory",
+    "AuditLog",
+    "BreakerStore",
+    "Leases",
+    "Store",
+    "BreakerState",
+]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Observer(Protocol):
+    def observe(self, kind: str, timeout_s: float) -> Observation:
+        """List every resource of ``kind`` this target owns; report what could not be read."""
+        ...
+
+
+class Applier(Protocol):
+    def apply(self, action: Action) -> OperationResult:
+        """Read, compare, then create/update/delete; 'already gone' is success.
+
+        Raises TemporaryError (retry) or PermanentError (stop).
+        """
+        ...
+
+
+class Provider(Observer, Applier, Protocol):
+    def kinds(self) -> frozenset[str]: ...
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class SnapshotGate(Protocol):
+    def check(self, snapshot: Snapshot, desired: DesiredState) -> GateVerdict: ...
+
+
+class CycleHistory(Protocol):
+    def record_cycle(self, outcome: Outcome) -> None: ...
+    def recent_cycles(self, target: str, limit: int = 20) -> Sequence[Outcome]: ...
+
+
+class AuditLog(Protocol):
+    def record_plan(self, plan: Plan, actor: str = "reconciler") -> None: ...
+    def record_results(
+        self, target: str, correlation_id: str, results: Sequence[ActionResult]
+    ) -> None: ...
+    def record_event(self, event: Event, actor: str = "reconciler") -> None: ...
+    def duration_estimates(self, target: str) -> dict[tuple[str, str], float]: ...
+
+
+class BreakerStore(Protocol):
+    def load_breaker(self, target: str) -> BreakerState: ...
+    def save_breaker(self, state: BreakerState) -> None: ...
+
+
+class Leases(Protocol):
+    def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool: ...
+    def release_lease(self, target: str, holder: str) -> None: ...
+
+
+class Store(CycleHistory, AuditLog, BreakerStore, Leases, Protocol):
+    """Everything a cycle persists, composed from the small ports above."""

@@ -1,0 +1,113 @@
+"""In-memory fakes of the ports, for tests, dry runs and benchmarks (no I/O, time is data)."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from reconciler.core.breaker import BreakerState
+from reconciler.core.model import ActionResult, Event, Outcome, Plan
+
+__all__ = ["FakeClock", "MemoryStore", "RecordingSink"]
+
+
+class FakeClock:
+    """A clock that only moves when slept on: ``sleeps`` records every requested delay."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 0.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now + timedelta(seconds=self._mono)
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._mono += seconds
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._mono += seconds
+
+
+class RecordingSink:
+    """Keeps every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+class MemoryStore:
+    """The Store port in memory (same semantics as the SQL store, minus durability)."""
+
+    def __init__(self) -> None:
+        self.cycles: dict[tuple[str, str], Outcome] = {}
+        self.plans: list[Plan] = []
+        self.results: list[ActionResult] = []
+        self.events: list[Event] = []
+        self.breakers: dict[str, BreakerState] = {}
+        self.leases: dict[str, tuple[str, float]] = {}
+        self.lease_clock = 0.0
+        self._lock = threading.Lock()
+
+    def record_cycle(self, outcome: Outcome) -> None:
+        self.cycles[(outcome.target, outcome.correlation_id)] = outcome
+
+    def recent_cycles(self, target: str, limit: int = 20) -> Sequence[Outcome]:
+        mine = [o for (t, _), o in self.cycles.items() if t == target]
+        return sorted(mine, key=lambda o: o.started_at, reverse=True)[:limit]
+
+    def record_plan(self, plan: Plan, actor: str = "reconciler") -> None:
+        self.plans.append(plan)
+
+    def record_results(
+        self, target: str, correlation_id: str, results: Sequence[ActionResult]
+    ) -> None:
+        self.results.extend(results)
+
+    def record_event(self, event: Event, actor: str = "reconciler") -> None:
+        self.events.append(event)
+
+    def duration_estimates(self, target: str) -> dict[tuple[str, str], float]:
+        samples: dict[tuple[str, str], list[float]] = {}
+        for r in self.results:
+            if r.state == "succeeded" and not r.rollback:
+                samples.setdefault((r.key.kind, r.type), []).append(r.duration_s)
+        return {k: statistics.median(v) for k, v in samples.items()}
+
+    def load_breaker(self, target: str) -> BreakerState:
+        return self.breakers.get(target, BreakerState(target=target))
+
+    def save_breaker(self, state: BreakerState) -> None:
+        self.breakers[state.target] = state
+
+    def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
+        with self._lock:
+            current = self.leases.get(target)
+            if current and current[0] != holder and current[1] > self.lease_clock:
+                return False
+            self.leases[target] = (holder, self.lease_clock + ttl_s)
+            return True
+
+    def release_lease(self, target: str, holder: str) -> None:
+        with self._lock:
+            if self.leases.get(target, ("",))[0] == holder:
+                del self.leases[target]

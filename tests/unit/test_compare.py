@@ -1,0 +1,127 @@
+"""compare: keyed diff, field-level changes, ignore lists, tolerance, drift and urgency."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.core.compare import compare, diff_spec
+from reconciler.core.policy import Policy, Tolerance
+from reconciler.kinds import rules_for
+from tests.builders import have, node, snapshot, want, workload
+
+RULES = rules_for()
+
+
+def run(desired, observed, policy=Policy()):
+    return compare(desired, snapshot(*observed), rules=RULES, policy=policy)
+
+
+def test_identical_fleets_have_no_drift():
+    diff, drift = run([want("sim.Workload/web", workload())], [have("sim.Workload/web", workload())])
+    assert diff.is_empty and diff.unchanged == 1
+    assert drift.urgency == "none" and drift.magnitude == 0
+
+
+def test_missing_resource_is_an_addition():
+    diff, _ = run([want("sim.Node/n1", node())], [])
+    assert [a.key.name for a in diff.additions] == ["n1"]
+
+
+def test_extra_managed_resource_is_a_deletion_but_unmanaged_is_left_alone():
+    diff, drift = run([], [have("sim.Node/mine", node()),
+                           have("sim.Node/theirs", node(), managed=False)])
+    assert [d.key.name for d in diff.deletions] == ["mine"]
+    assert drift.urgency == "low"
+
+
+def test_unmanaged_resource_with_a_desired_name_is_a_conflict_not_a_change():
+    diff, drift = run([want("sim.Node/n1", node(zone="b"))],
+                      [have("sim.Node/n1", node(), managed=False)])
+    assert diff.conflicts and not diff.modifications and not diff.additions
+    assert drift.drifted == 1
+
+
+def test_field_level_changes_name_the_path_with_before_and_after():
+    diff, _ = run([want("sim.Workload/web", workload(image="nginx:2"))],
+                  [have("sim.Workload/web", workload(image="nginx:1"))])
+    (change,) = diff.modifications[0].changes
+    assert (change.path, change.before, change.after) == ("containers.app.image", "nginx:1",
+                                                          "nginx:2")
+
+
+def test_fields_only_the_provider_reports_are_not_drift():
+    diff, _ = run([want("sim.Node/n1", node())], [have("sim.Node/n1", {**node(), "ip": "10.0.0.1"})])
+    assert diff.is_empty
+
+
+@pytest.mark.parametrize("ignore", [("labels",), ("labels.team",), ("labels.*",)])
+def test_ignored_fields_are_not_compared(ignore):
+    diff, _ = run([want("sim.Node/n1", node(labels={"team": "a"}), ignore_fields=ignore)],
+                  [have("sim.Node/n1", node(labels={"team": "b"}))])
+    assert diff.is_empty
+
+
+def test_policy_ignore_fields_apply_per_kind():
+    policy = Policy(ignore_fields={"sim.Workload": ("replicas",)})
+    diff, _ = run([want("sim.Workload/w", workload(replicas=5))],
+                  [have("sim.Workload/w", workload(replicas=3))], policy)
+    assert diff.is_empty
+
+
+def test_numeric_tolerance_absorbs_small_differences_only():
+    slack = {"replicas": 1.0}
+    assert diff_spec({"replicas": 5}, {"replicas": 4}, slack=slack) == []
+    assert diff_spec({"replicas": 5}, {"replicas": 3}, slack=slack) != []
+    policy = Policy(tolerance=Tolerance(numeric={"replicas": 1}))
+    diff, _ = run([want("sim.Workload/w", workload(replicas=5))],
+                  [have("sim.Workload/w", workload(replicas=4))], policy)
+    assert diff.is_empty
+
+
+def test_named_lists_with_different_members_change_as_a_whole():
+    (change,) = diff_spec({"c": [{"name": "a"}, {"name": "b"}]}, {"c": [{"name": "a"}]})
+    assert change.path == "c"
+
+
+@pytest.mark.parametrize(
+    ("sla", "observed", "desired", "urgency"),
+    [
+        ("critical", workload(replicas=1), workload(replicas=3), "critical"),
+        ("standard", workload(replicas=1), workload(replicas=3), "high"),
+        ("best_effort", workload(replicas=1), workload(replicas=3), "low"),
+        ("critical", workload(replicas=5), workload(replicas=3), "high"),
+        ("critical", workload(image="a"), workload(image="b"), "high"),
+        ("critical", workload(labels={"x": "1"}), workload(labels={"x": "2"}), "low"),
+    ],
+)
+def test_urgency_follows_sla_tier_and_kind_of_drift(sla, observed, desired, urgency):
+    _, drift = run([want("sim.Workload/w", desired, sla=sla)], [have("sim.Workload/w", observed)])
+    assert drift.urgency == urgency
+
+
+def test_missing_critical_resource_is_critical():
+    _, drift = run([want("sim.Workload/w", workload(), sla="critical")], [])
+    assert drift.urgency == "critical"
+
+
+def test_stopped_node_that_should_run_is_a_capacity_shortfall():
+    _, drift = run([want("sim.Node/n", node(), sla="critical")],
+                   [have("sim.Node/n", node(state="stopped"))])
+    assert drift.urgency == "critical"
+
+
+def test_magnitude_weights_by_urgency_and_fraction_counts_resources():
+    _, drift = run(
+        [want("sim.Workload/a", workload(), sla="critical"),
+         want("sim.Node/b", node(labels={"k": "v"})), want("sim.Node/c", node())],
+        [have("sim.Node/b", node()), have("sim.Node/c", node())],
+    )
+    assert drift.by_urgency == {"critical": 1, "low": 1}
+    assert drift.magnitude == 11.0
+    assert drift.fraction == pytest.approx(2 / 3, abs=1e-5)
+
+
+def test_only_kinds_in_scope_are_compared():
+    diff, _ = compare([want("sim.Node/n", node())], snapshot(have("sim.Workload/w", workload())),
+                      rules=RULES, policy=Policy(), kinds=["sim.Node"])
+    assert [a.key.name for a in diff.additions] == ["n"] and not diff.deletions
