@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.breaker import BreakerState
@@ -63,6 +63,7 @@ class MemoryStore:
         self.plans: list[Plan] = []
         self.results: list[ActionResult] = []
         self.events: list[Event] = []
+        self.operator: list[dict[str, object]] = []
         self.breakers: dict[str, BreakerState] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.lease_clock = 0.0
@@ -86,6 +87,17 @@ class MemoryStore:
     def record_event(self, event: Event, actor: str = "reconciler") -> None:
         self.events.append(event)
 
+    def record_operator(
+        self,
+        target: str,
+        actor: str,
+        what: str,
+        detail: Mapping[str, object] | None = None,
+        correlation_id: str = "",
+    ) -> None:
+        self.operator.append({"target": target, "actor": actor, "what": what,
+                              "detail": dict(detail or {}), "correlation_id": correlation_id})
+
     def duration_estimates(self, target: str) -> dict[tuple[str, str], float]:
         samples: dict[tuple[str, str], list[float]] = {}
         for r in self.results:
@@ -98,6 +110,13 @@ class MemoryStore:
 
     def save_breaker(self, state: BreakerState) -> None:
         self.breakers[state.target] = state
+
+    def update_breaker(
+        self, target: str, fn: Callable[[BreakerState], BreakerState]
+    ) -> BreakerState:
+        with self._lock:
+            self.breakers[target] = fn(self.load_breaker(target))
+            return self.breakers[target]
 
     def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
         with self._lock:

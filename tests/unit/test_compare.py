@@ -125,3 +125,8 @@ def test_only_kinds_in_scope_are_compared():
     diff, _ = compare([want("sim.Node/n", node())], snapshot(have("sim.Workload/w", workload())),
                       rules=RULES, policy=Policy(), kinds=["sim.Node"])
     assert [a.key.name for a in diff.additions] == ["n"] and not diff.deletions
+
+
+def test_extra_keys_in_a_declared_map_are_drift_and_removal_has_after_none():
+    (change,) = diff_spec({"labels": {}}, {"labels": {"team": "x"}})
+    assert (change.path, change.before, change.after) == ("labels.team", "x", None)

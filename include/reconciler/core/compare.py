@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.core.gcpause import without_gc
 from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules, field_matches
 from reconciler.core.model import (
     URGENCY_RANK,
@@ -32,6 +33,7 @@ _URGENCY: dict[tuple[str, str], str] = {
 }
 
 
+@without_gc
 def compare(
     desired: Iterable[DesiredResource],
     snapshot: Snapshot,
@@ -96,9 +98,11 @@ def diff_spec(
     ignore: tuple[str, ...] = (),
     slack: Mapping[str, float] | None = None,
 ) -> list[FieldChange]:
-    """Field-level changes for the fields the desired spec declares (observed extras are not drift).
+    """Field-level changes for the fields the desired spec declares.
 
-    Dicts recurse; lists of dicts with a ``name`` are matched by name; other lists compare whole.
+    Top-level fields only the provider reports (ids, addresses) are not drift; below the top a
+    declared map is owned whole, so an extra label is drift. Lists of dicts with a ``name`` are
+    matched by name; other lists compare whole.
     """
     if not ignore and not slack and _subset_equal(desired, observed):
         return []
@@ -123,6 +127,9 @@ def _walk(
     if isinstance(want, dict) and isinstance(have, dict):
         for k, v in want.items():
             _walk(v, have.get(k, _MISSING), f"{path}.{k}" if path else k, ignore, slack, out)
+        if path:  # a declared map is owned whole: keys only the fleet has are drift too
+            for k in have.keys() - want.keys():
+                _walk(None, have[k], f"{path}.{k}", ignore, slack, out)
         return
     if _named_list(want) and _named_list(have) and _names(want) == _names(have):
         by_name = {item["name"]: item for item in have}

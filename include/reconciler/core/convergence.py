@@ -42,18 +42,19 @@ def judge_pass(
     """Judge the cycle after a plan→actuate→verify pass; ``history`` ends with the verify drift.
 
     Order matters: a failed actuation, then tolerance (stability is checked by the caller),
-    then lack of progress, then the deadline, then the iteration bound.
+    then the deadline (actions it skipped explain a lack of progress), then lack of progress,
+    then the iteration bound.
     """
     current, previous = history[-1], history[-2]
     if not actuation_ok:
         return Verdict(done=True, status="failed", reason="an action failed")
     if within_tolerance(current, policy.tolerance):
         return Verdict(done=True, status="converged")
+    if past_deadline:
+        return Verdict(done=True, status="deadline", reason="cycle deadline reached")
     if not made_progress(previous, current):
         reason = f"drift did not fall ({previous.magnitude:g} -> {current.magnitude:g})"
         return Verdict(done=True, status="no_progress", reason=reason)
-    if past_deadline:
-        return Verdict(done=True, status="deadline", reason="cycle deadline reached")
     if iteration >= policy.max_iterations:
         return Verdict(done=True, status="max_iterations",
                        reason=f"not converged after {iteration} passes")

@@ -101,7 +101,7 @@ class _Cycle:
         finally:
             if acting:
                 store.release_lease(self.req.target, self.req.correlation_id)
-        return self._finish(status, error=error, breaker=breaker if acting else None)
+        return self._finish(status, error=error, acted=acting)
 
     def _reconcile(self, acting: bool, breaker: brk.BreakerState) -> tuple[CycleStatus, str | None]:
         snap = self._sense(None)
@@ -221,26 +221,32 @@ class _Cycle:
         return self.clock.monotonic() >= self.deadline
 
     def _reset_breaker(self) -> None:
-        store = self.deps.store
-        store.save_breaker(brk.reset(store.load_breaker(self.req.target)))
-        self._emit("cycle_finished", {"operator": "breaker_reset"}, actor=self.req.actor)
+        after = self.deps.store.update_breaker(self.req.target, brk.reset)
+        self.deps.store.record_operator(self.req.target, self.req.actor, "breaker_reset",
+                                        {"state": after.state}, self.req.correlation_id)
 
     def _finish(self, status: CycleStatus, *, error: str | None = None, record: bool = True,
-                breaker: brk.BreakerState | None = None) -> CycleReport:
+                acted: bool = False) -> CycleReport:
         outcome = self._outcome(status, error)
         if record and not self.req.dry_run:
             self.deps.store.record_cycle(outcome)
-        if breaker is not None:
-            self._update_breaker(breaker, outcome)
+        if acted:
+            self._update_breaker(outcome)
         diff, snap = self.first or (None, None)
         return CycleReport(outcome=outcome, diff=diff, plans=self.plans,
                            actuations=self.actuations, snapshot=snap)
 
-    def _update_breaker(self, before: brk.BreakerState, outcome: Outcome) -> None:
-        after = brk.after_cycle(before, outcome.counts_as_failure,
-                                self.req.policy.breaker_failures, self.clock.now(), outcome.error)
-        self.deps.store.save_breaker(after)
-        if after.state == "open" and before.state != "open":
+    def _update_breaker(self, outcome: Outcome) -> None:
+        seen: list[brk.BreakerState] = []
+
+        def step(current: brk.BreakerState) -> brk.BreakerState:
+            seen.append(current)
+            return brk.after_cycle(current, outcome.counts_as_failure,
+                                   self.req.policy.breaker_failures, self.clock.now(),
+                                   outcome.error)
+
+        after = self.deps.store.update_breaker(self.req.target, step)
+        if after.state == "open" and seen[-1].state != "open":
             self._emit("breaker_opened", {"failures": after.consecutive_failures,
                                           "reason": outcome.error})
 
@@ -262,12 +268,12 @@ class _Cycle:
             dry_run=self.req.dry_run,
         )
 
-    def _emit(self, kind: EventType, detail: dict[str, object], actor: str | None = None) -> None:
+    def _emit(self, kind: EventType, detail: dict[str, object]) -> None:
         event = Event(type=kind, target=self.req.target, correlation_id=self.req.correlation_id,
                       at=self.clock.now(), detail=detail)
         self.deps.events.emit(event)
         if not self.req.dry_run:
-            self.deps.store.record_event(event, actor=actor or "reconciler")
+            self.deps.store.record_event(event, actor=self.req.actor)
 
 
 def summary(report: CycleReport) -> dict[str, object]:

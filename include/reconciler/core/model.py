@@ -57,9 +57,12 @@ ActionState = Literal["pending", "running", "succeeded", "failed", "skipped"]
 OperationResult = Literal["unchanged", "created", "updated", "deleted"]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the input of every hash we compute."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)  # one shared encoder: json.dumps(**kw) builds one per call
 
 
 def content_hash(value: Any, length: int = 16) -> str:

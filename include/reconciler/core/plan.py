@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reconciler.core.gcpause import without_gc
 from reconciler.core.graph import VIRTUAL_PREFIX, layer
 from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules
 from reconciler.core.model import (
@@ -56,6 +57,7 @@ def spec_hash(spec: Mapping[str, object]) -> str:
     return content_hash(spec)
 
 
+@without_gc
 def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     """Turn a diff into an ordered plan. Pure: same inputs, same plan and hash."""
     blocked: list[BlockedChange] = []
@@ -124,17 +126,18 @@ def _estimate(ctx: PlanContext, kind: str, type_: ActionType) -> float:
     return round(est, 3) if est is not None else _rules(ctx, kind).duration(type_)
 
 
-def _token(ctx: PlanContext, type_: str, key: ResourceKey, spec: Mapping[str, object]) -> str:
-    return content_hash([ctx.target, type_, key.kind, key.name, spec_hash(spec)], 32)
+def _token(ctx: PlanContext, type_: str, key: ResourceKey, digest: str) -> str:
+    """Deterministic per (target, change, resource, spec): a retry or re-run reuses it."""
+    return content_hash([ctx.target, type_, key.kind, key.name, digest], 32)
 
 
 def _create(want: DesiredResource, ctx: PlanContext) -> Action:
-    key = want.key
+    key, digest = want.key, spec_hash(want.spec)
     undo = Action(
         id=action_id("delete", key) + "#undo",
         type="delete",
         target=key,
-        idempotency_token=_token(ctx, "delete", key, want.spec),
+        idempotency_token=_token(ctx, "delete", key, digest),
         risk="high",
         reversible=False,
         estimated_duration_s=_estimate(ctx, key.kind, "delete"),
@@ -149,12 +152,13 @@ def _create(want: DesiredResource, ctx: PlanContext) -> Action:
         risk="low",
         reversible=True,
         inverse=undo,
-        idempotency_token=_token(ctx, "create", key, want.spec),
+        idempotency_token=_token(ctx, "create", key, digest),
     )
 
 
 def _update(mod: Modification, ctx: PlanContext) -> Action:
     key, before, after = mod.key, mod.observed.spec, mod.desired.spec
+    h_before, h_after = spec_hash(before), spec_hash(after)
     paths = [c.path for c in mod.changes]
     restore = {k: before[k] for k in after if k in before}
     undo = Action(
@@ -162,8 +166,8 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
         type="update",
         target=key,
         params={"spec": restore, "protected": mod.observed.protected},
-        preconditions=(Precondition(check="matches", key=key, spec_hash=spec_hash(after)),),
-        idempotency_token=_token(ctx, "update", key, restore),
+        preconditions=(Precondition(check="matches", key=key, spec_hash=h_after),),
+        idempotency_token=_token(ctx, "undo", key, h_before),
         estimated_duration_s=_estimate(ctx, key.kind, "update"),
     )
     return Action(
@@ -175,12 +179,12 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
             "protected": mod.desired.protected,
             "changes": [c.model_dump(mode="json") for c in mod.changes],
         },
-        preconditions=(Precondition(check="matches", key=key, spec_hash=spec_hash(before)),),
+        preconditions=(Precondition(check="matches", key=key, spec_hash=h_before),),
         estimated_duration_s=_estimate(ctx, key.kind, "update"),
         risk=_rules(ctx, key.kind).update_risk(paths),
         reversible=True,
         inverse=undo,
-        idempotency_token=_token(ctx, "update", key, after),
+        idempotency_token=_token(ctx, "update", key, h_after),
     )
 
 
@@ -196,17 +200,16 @@ def _delete_actions(
         if reason:
             blocked.append(BlockedChange(key=have.key, change="delete", reason=reason))
             continue
+        digest = spec_hash(have.spec)
         act = Action(
             id=action_id("delete", have.key),
             type="delete",
             target=have.key,
-            preconditions=(
-                Precondition(check="matches", key=have.key, spec_hash=spec_hash(have.spec)),
-            ),
+            preconditions=(Precondition(check="matches", key=have.key, spec_hash=digest),),
             estimated_duration_s=_estimate(ctx, have.key.kind, "delete"),
             risk="high",
             reversible=False,
-            idempotency_token=_token(ctx, "delete", have.key, have.spec),
+            idempotency_token=_token(ctx, "delete", have.key, digest),
         )
         out[act.id] = act
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -81,12 +81,27 @@ class AuditLog(Protocol):
         self, target: str, correlation_id: str, results: Sequence[ActionResult]
     ) -> None: ...
     def record_event(self, event: Event, actor: str = "reconciler") -> None: ...
+    def record_operator(
+        self,
+        target: str,
+        actor: str,
+        what: str,
+        detail: Mapping[str, object] | None = None,
+        correlation_id: str = "",
+    ) -> None:
+        """A human's action (breaker reset, approval, manual trigger), with who did it."""
+        ...
     def duration_estimates(self, target: str) -> dict[tuple[str, str], float]: ...
 
 
 class BreakerStore(Protocol):
     def load_breaker(self, target: str) -> BreakerState: ...
     def save_breaker(self, state: BreakerState) -> None: ...
+    def update_breaker(
+        self, target: str, fn: Callable[[BreakerState], BreakerState]
+    ) -> BreakerState:
+        """Read, change and write in one transaction so concurrent workers lose no update."""
+        ...
 
 
 class Leases(Protocol):

@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.gcpause import without_gc
 from reconciler.core.model import KindStatus, Observation, ObservedResource, Snapshot
 from reconciler.core.ports import Clock, Observer
 
@@ -23,6 +24,7 @@ class SenseOptions:
     max_workers: int = 4
 
 
+@without_gc
 def sense(
     observer: Observer,
     kinds: Sequence[str],

@@ -1,0 +1,398 @@
+"""SQLAlchemy Core state store (SQLite, PostgreSQL): cycle history, audit, breakers, leases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Dialect, Engine, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from reconciler.core.breaker import BreakerState
+from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
+
+__all__ = ["DEFAULT_HOME", "AuditKind", "SqlStore", "metadata", "open_store"]
+
+log = logging.getLogger(__name__)
+
+AuditKind = Literal["plan", "action", "event", "operator"]
+DEFAULT_HOME = "./.reconciler"
+_BUSY_TIMEOUT_S = 30.0
+_ESTIMATE_WINDOW = 200
+_SQLITE_BEGIN = "reconciler_sqlite_begin"
+_LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
+_utcnow = partial(datetime.now, UTC)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite stores naive UTC text (sortable), PG timestamptz."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # Naive values are taken as UTC: models accept them and refusing would lose a record.
+        utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+cycles = Table(
+    "reconciler_cycles", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("correlation_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("converged", sa.Boolean, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=False),
+    sa.Column("desired_version", sa.String(255), nullable=False),
+    sa.Column("initial_drift_magnitude", sa.Float, nullable=False),
+    sa.Column("final_drift_magnitude", sa.Float, nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    *(sa.Column(name, sa.Integer, nullable=False) for name in (
+        "actions_succeeded", "actions_failed", "actions_skipped", "iterations")),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("outcome_json", sa.Text, nullable=False),
+    sa.UniqueConstraint("target", "correlation_id", name="reconciler_cycles_target_cid"),
+    sa.Index("reconciler_cycles_target_started", "target", "started_at"),
+)
+
+audit = Table(
+    "reconciler_audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("correlation_id", sa.String(255), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action_id", sa.String(255)),
+    # NULL for operator rows: NULLs never collide, so those are never deduplicated.
+    sa.Column("dedup_key", sa.String(64), unique=True),
+    sa.Column("resource_kind", sa.String(255)),
+    sa.Column("action_type", sa.String(16)),
+    sa.Column("state", sa.String(16)),
+    sa.Column("is_rollback", sa.Boolean),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("payload_json", sa.Text, nullable=False),
+    sa.Index("reconciler_audit_target_at", "target", "at"),
+    sa.Index("reconciler_audit_at", "at"),
+    sa.Index("reconciler_audit_estimates",
+             "target", "kind", "state", "resource_kind", "action_type"),
+)
+
+breakers = Table(
+    "reconciler_breaker", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("opened_at", UtcDateTime),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+leases = Table(
+    "reconciler_leases", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def _insert_ignore(dialect: str, table: Table, keys: Sequence[str]) -> Any:
+    """INSERT .. ON CONFLICT (keys) DO NOTHING; values are bound at execute time."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _upsert(dialect: str, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """INSERT .. ON CONFLICT (keys) DO UPDATE, a form both supported dialects share."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(values)
+    changes = {k: stmt.excluded[k] for k in values if k not in keys}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+def _cycle_values(outcome: Outcome) -> dict[str, Any]:
+    same_name = {c.name for c in cycles.columns} & set(Outcome.model_fields)
+    return {
+        **{name: getattr(outcome, name) for name in same_name},
+        "initial_drift_magnitude": outcome.initial_drift.magnitude,
+        "final_drift_magnitude": outcome.final_drift.magnitude,
+        # The urgency that routed the cycle, i.e. the drift found before acting.
+        "urgency": outcome.initial_drift.urgency,
+        "outcome_json": outcome.model_dump_json(),
+    }
+
+
+def _audit_row(kind: AuditKind, target: str, correlation_id: str, actor: str, at: datetime,
+               payload_json: str, **columns: Any) -> dict[str, Any]:
+    """A full audit row; columns not given (dedup_key, action_id, ...) are NULL."""
+    row = {c.name: None for c in audit.columns if c.name != "id"}
+    return {**row, "kind": kind, "target": target, "correlation_id": correlation_id,
+            "actor": actor, "at": at, "payload_json": payload_json, **columns}
+
+
+def _action_row(target: str, correlation_id: str, result: ActionResult,
+                now: datetime) -> dict[str, Any]:
+    dedup = _key("action", target, correlation_id, result.action_id, result.attempts,
+                 result.state, result.rollback)
+    return _audit_row(
+        "action", target, correlation_id, "reconciler",
+        result.finished_at or result.started_at or now, result.model_dump_json(),
+        action_id=result.action_id, dedup_key=dedup, resource_kind=result.key.kind,
+        action_type=result.type, state=result.state, is_rollback=result.rollback,
+        duration_s=result.duration_s)
+
+
+_AUDIT_FIELDS = ("id", "target", "correlation_id", "at", "kind", "actor", "action_id")
+
+
+def _audit_dict(row: sa.Row[Any]) -> dict[str, Any]:
+    fields = {name: row._mapping[name] for name in _AUDIT_FIELDS}
+    return {**fields, "payload": json.loads(row.payload_json)}
+
+
+def _breaker_from_row(row: sa.Row[Any]) -> BreakerState:
+    return BreakerState(**{name: row._mapping[name] for name in BreakerState.model_fields})
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    """WAL + busy timeout so processes share the file; BEGIN is ours (pysqlite's is lazy)."""
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: a deferred read-then-write would fail
+    # with SQLITE_BUSY instead of waiting, and could act on a stale read.
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_SQLITE_BEGIN, '')}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    for name, listener in (("connect", _sqlite_connect), ("begin", _sqlite_begin)):
+        if not event.contains(engine, name, listener):
+            event.listen(engine, name, listener)
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if url.get_backend_name() != "sqlite":
+        raise ValueError(f"store must be sqlite or postgresql, not {url.get_backend_name()!r}")
+    memory = url.database in (None, "", ":memory:")
+    return sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S},
+        # An in-memory database lives in one connection; share it (single-process tests only).
+        **({"poolclass": StaticPool} if memory else {}),
+    )
+
+
+class SqlStore:
+    """The Store port (history, audit, breaker, leases) on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, now: Callable[[], datetime] = _utcnow) -> None:
+        self.engine = engine
+        self._now = now
+        self._dialect = engine.dialect.name
+        if self._dialect == "sqlite":
+            _configure_sqlite(engine)
+        self._writer = engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+        self._create_tables()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _create_tables(self) -> None:
+        with self._writer.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            metadata.create_all(conn)
+
+    def record_cycle(self, outcome: Outcome) -> None:
+        stmt = _upsert(self._dialect, cycles, _cycle_values(outcome), ("target", "correlation_id"))
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    def recent_cycles(self, target: str, limit: int = 20) -> list[Outcome]:
+        query = (sa.select(cycles.c.outcome_json).where(cycles.c.target == target)
+                 .order_by(cycles.c.started_at.desc(), cycles.c.id.desc()).limit(max(0, limit)))
+        with self.engine.connect() as conn:
+            return [Outcome.model_validate_json(j) for j in conn.execute(query).scalars()]
+
+    def record_plan(self, plan: Plan, actor: str = "reconciler") -> None:
+        dedup = _key("plan", plan.target, plan.correlation_id, plan.hash)
+        self._audit_insert([_audit_row("plan", plan.target, plan.correlation_id, actor,
+                                       plan.audit.created_at, plan.model_dump_json(),
+                                       dedup_key=dedup)])
+
+    def record_results(self, target: str, correlation_id: str,
+                       results: Sequence[ActionResult]) -> None:
+        now = self._now()
+        self._audit_insert([_action_row(target, correlation_id, r, now) for r in results])
+
+    def record_event(self, event: Event, actor: str = "reconciler") -> None:
+        payload = event.model_dump_json()
+        self._audit_insert([_audit_row("event", event.target, event.correlation_id, actor,
+                                       event.at, payload, action_id=event.action_id,
+                                       dedup_key=_key("event", payload))])
+
+    def record_operator(self, target: str, actor: str, what: str,
+                        detail: Mapping[str, Any] | None = None,
+                        correlation_id: str = "") -> None:
+        """A human action (approval, breaker reset, ...); never deduplicated."""
+        payload = canonical_json({"what": what, "detail": dict(detail or {})})
+        self._audit_insert([_audit_row("operator", target, correlation_id, actor,
+                                       self._now(), payload)])
+
+    def _audit_insert(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self._writer.begin() as conn:
+                conn.execute(_insert_ignore(self._dialect, audit, ("dedup_key",)), rows)
+
+    def audit_rows(self, target: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None, kind: AuditKind | None = None,
+                   limit: int = 200, correlation_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows newest first, ``since <= at < until``; ``payload`` is the decoded JSON."""
+        query = sa.select(audit)
+        for column, value in (("target", target), ("kind", kind),
+                              ("correlation_id", correlation_id)):
+            if value is not None:
+                query = query.where(audit.c[column] == value)
+        if since is not None:
+            query = query.where(audit.c.at >= since)
+        if until is not None:
+            query = query.where(audit.c.at < until)
+        query = query.order_by(audit.c.at.desc(), audit.c.id.desc()).limit(max(0, limit))
+        with self.engine.connect() as conn:
+            return [_audit_dict(row) for row in conn.execute(query)]
+
+    def duration_estimates(self, target: str) -> dict[tuple[str, str], float]:
+        """Median duration of recent successful forward actions per (resource kind, action type)."""
+        group = (audit.c.resource_kind, audit.c.action_type)
+        rank = sa.func.row_number().over(
+            partition_by=group, order_by=(audit.c.at.desc(), audit.c.id.desc())).label("rank")
+        recent = (sa.select(*group, audit.c.duration_s, rank)
+                  .where(audit.c.target == target, audit.c.kind == "action",
+                         audit.c.state == "succeeded", audit.c.is_rollback.is_(False))
+                  .subquery())
+        query = sa.select(recent.c.resource_kind, recent.c.action_type, recent.c.duration_s)
+        query = query.where(recent.c.rank <= _ESTIMATE_WINDOW)
+        samples: dict[tuple[str, str], list[float]] = {}
+        with self.engine.connect() as conn:
+            for kind, action_type, duration in conn.execute(query):
+                samples.setdefault((kind, action_type), []).append(float(duration))
+        return {key: statistics.median(values) for key, values in samples.items()}
+
+    def load_breaker(self, target: str) -> BreakerState:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(breakers).where(breakers.c.target == target)).first()
+        return BreakerState(target=target) if row is None else _breaker_from_row(row)
+
+    def save_breaker(self, state: BreakerState) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(self._breaker_upsert(state))
+
+    def update_breaker(self, target: str,
+                       fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
+        """Read-modify-write under a row lock (SQLite: BEGIN IMMEDIATE), so no update is lost."""
+        with self._writer.begin() as conn:
+            # A row must exist for FOR UPDATE to have something to lock.
+            conn.execute(_insert_ignore(self._dialect, breakers, ("target",)),
+                         self._breaker_values(BreakerState(target=target)))
+            row = conn.execute(sa.select(breakers).where(breakers.c.target == target)
+                               .with_for_update()).one()
+            new = fn(_breaker_from_row(row))
+            if new.target != target:
+                raise ValueError(f"update_breaker({target!r}): fn changed the target")
+            conn.execute(self._breaker_upsert(new))
+        return new
+
+    def _breaker_values(self, state: BreakerState) -> dict[str, Any]:
+        return {**dict(state), "updated_at": self._now()}
+
+    def _breaker_upsert(self, state: BreakerState) -> Any:
+        return _upsert(self._dialect, breakers, self._breaker_values(state), ("target",))
+
+    def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
+        """Take, renew (same holder) or take over an expired lease; False if someone holds it."""
+        now = self._now()
+        expires = now + timedelta(seconds=ttl_s)
+        takeable = (leases.c.target == target) & (
+            (leases.c.holder == holder) | (leases.c.expires_at <= now))
+        renew = sa.update(leases).where(takeable).values(holder=holder, expires_at=expires)
+        with self._writer.begin() as conn:
+            if conn.execute(renew).rowcount == 1:
+                return True
+        try:
+            with self._writer.begin() as conn:
+                row = {"target": target, "holder": holder, "expires_at": expires}
+                conn.execute(sa.insert(leases).values(row))
+        except IntegrityError:
+            return False  # a live lease exists (or a racer inserted first)
+        return True
+
+    def release_lease(self, target: str, holder: str) -> None:
+        with self._writer.begin() as conn:
+            mine = (leases.c.target == target) & (leases.c.holder == holder)
+            conn.execute(sa.delete(leases).where(mine))
+
+    def lease_holder(self, target: str) -> tuple[str, datetime] | None:
+        """The current unexpired lease as (holder, expires_at), for status displays."""
+        query = sa.select(leases.c.holder, leases.c.expires_at).where(
+            leases.c.target == target, leases.c.expires_at > self._now())
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row.holder, row.expires_at)
+
+
+def _default_url() -> str:
+    home = Path(os.environ.get("RECONCILER_HOME") or DEFAULT_HOME)
+    return os.environ.get("RECONCILER_STORE_URL") or f"sqlite:///{home / 'state.db'}"
+
+
+def open_store(url: str | None = None) -> SqlStore:
+    """Open (creating tables as needed) the store at url, $RECONCILER_STORE_URL or the home db."""
+    parsed = make_url(url or _default_url())
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(_make_engine(parsed))
+    log.info("state store opened: %s", parsed.render_as_string(hide_password=True))
+    return store

@@ -1,0 +1,184 @@
+"""loop: whole cycles on the simulated provider — statuses, idempotency, safety, breaker, lease."""
+
+from __future__ import annotations
+
+from reconciler.core.policy import Policy, Window
+from reconciler.providers.simulated import Faults
+from tests.builders import node, want, workload
+from tests.loop_support import Rig
+
+FAST = Policy(backoff_base_s=0.1, backoff_cap_s=1, jitter=0)
+
+FLEET = [
+    want("sim.Node/n1", node()),
+    want("sim.Node/n2", node()),
+    want("sim.Workload/web", workload(replicas=3), sla="critical"),
+    want("sim.Workload/api", workload(replicas=2)),
+]
+
+
+def seeded(faults=Faults()):
+    rig = Rig.make(faults)
+    for r in FLEET:
+        rig.provider.put(r.key.kind, r.key.name, r.spec)
+    return rig
+
+
+def test_in_sync_fleet_does_nothing():
+    rig = seeded()
+    report = rig.cycle(FLEET, FAST)
+    assert report.outcome.status == "in_sync" and report.outcome.converged
+    assert rig.provider.stats.apply_calls == 0
+
+
+def test_drift_converges_and_a_second_cycle_applies_nothing():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n2")
+    rig.provider.put("sim.Workload", "web", workload(replicas=1))
+    rig.provider.put("sim.Node", "orphan", node())
+    report = rig.cycle(FLEET, Policy(max_delete_fraction=0.5, jitter=0))
+    assert report.outcome.status == "converged", report.outcome.error
+    assert report.outcome.initial_drift.urgency == "critical"
+    assert report.outcome.final_drift.drifted == 0
+    assert rig.fleet() == {str(r.key): r.spec for r in FLEET}
+    calls = rig.provider.stats.apply_calls
+    again = rig.cycle(FLEET, FAST)
+    assert again.outcome.status == "in_sync" and rig.provider.stats.apply_calls == calls
+    assert "converged" in rig.events.types()
+
+
+def test_dry_run_plans_but_changes_nothing_and_records_nothing():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    report = rig.cycle(FLEET, FAST, dry_run=True)
+    assert report.outcome.status == "reported" and report.plans
+    assert rig.provider.stats.apply_calls == 0 and not rig.store.cycles
+
+
+def test_low_urgency_is_reported_unless_policy_auto_applies_it():
+    rig = seeded()
+    rig.provider.put("sim.Node", "n1", node(labels={"team": "x"}))
+    assert rig.cycle(FLEET, FAST).outcome.status == "reported"
+    auto = FAST.model_copy(update={"auto_apply": ("low", "high", "critical")})
+    assert rig.cycle(FLEET, auto).outcome.status == "converged"
+
+
+def test_blast_radius_waits_for_approval_of_that_exact_plan():
+    rig = seeded()
+    for i in range(3):
+        rig.provider.put("sim.Node", f"extra{i}", node())
+    auto = FAST.model_copy(update={"auto_apply": ("low", "high", "critical")})
+    report = rig.cycle(FLEET, auto)
+    assert report.outcome.status == "needs_approval"
+    assert rig.provider.stats.apply_calls == 0
+    approved = rig.cycle(FLEET, auto, approve=report.plans[-1].hash)
+    assert approved.outcome.status == "converged"
+    assert rig.provider.count("sim.Node") == 2
+
+
+def test_protected_orphan_is_never_deleted():
+    rig = seeded()
+    rig.provider.put("sim.Node", "keep", node(), protected=True)
+    report = rig.cycle(FLEET, FAST.model_copy(update={"auto_apply": ("low",)}), approve=True)
+    assert rig.provider.get("sim.Node", "keep") is not None
+    assert any("protected" in b.reason for b in report.plans[0].audit.blocked)
+
+
+def test_unobserved_kind_never_loses_resources():
+    rig = seeded(Faults(fail_kinds=frozenset({"sim.Node"})))
+    rig.provider.put("sim.Node", "extra", node())
+    report = rig.cycle(FLEET, FAST, approve=True)
+    assert rig.provider.get("sim.Node", "extra") is not None
+    assert report.outcome.status == "failed"
+    assert report.snapshot.kinds["sim.Node"].completeness == 0.0
+
+
+def test_failing_cycles_open_the_breaker_which_stays_open_until_reset():
+    rig = seeded(Faults(fail_actions=frozenset({"sim.Node/n1"})))
+    rig.provider.delete("sim.Node", "n1")
+    policy = FAST.model_copy(update={"breaker_failures": 2})
+    statuses = [rig.cycle(FLEET, policy).outcome.status for _ in range(3)]
+    assert statuses == ["failed", "failed", "breaker_open"]
+    assert rig.store.load_breaker("t").state == "open" and "breaker_opened" in rig.events.types()
+    calls = rig.provider.stats.apply_calls
+    assert rig.cycle(FLEET, policy).outcome.status == "breaker_open"
+    assert rig.provider.stats.apply_calls == calls
+    rig.provider.faults = Faults()
+    assert rig.cycle(FLEET, policy, reset_breaker=True).outcome.status == "converged"
+    assert rig.store.load_breaker("t").state == "closed"
+
+
+def test_a_held_lease_makes_the_second_cycle_back_off():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    assert rig.store.acquire_lease("t", "someone-else", 600)
+    report = rig.cycle(FLEET, FAST)
+    assert report.outcome.status == "busy" and rig.provider.stats.apply_calls == 0
+
+
+class Liar:
+    """Says every apply worked but changes nothing: the cycle must notice and stop."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def kinds(self):
+        return self.inner.kinds()
+
+    def observe(self, kind, timeout_s):
+        return self.inner.observe(kind, timeout_s)
+
+    def apply(self, action):
+        return "updated"
+
+
+def test_no_progress_stops_the_cycle_early():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    rig.provider = Liar(rig.provider)
+    report = rig.cycle(FLEET, FAST.model_copy(update={"max_iterations": 5}))
+    assert report.outcome.status == "no_progress" and report.outcome.iterations == 1
+
+
+def test_settling_period_is_waited_for_before_converged():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    report = rig.cycle(FLEET, FAST.model_copy(update={"settle_seconds": 30}))
+    assert report.outcome.status == "converged" and 30 in rig.clock.sleeps
+
+
+def test_deadline_bounds_the_cycle():
+    rig = seeded(Faults(latency_s=2.0))
+    rig.provider.delete("sim.Node", "n1")
+    rig.provider.delete("sim.Node", "n2")
+    report = rig.cycle(FLEET, FAST.model_copy(update={"cycle_deadline_seconds": 3,
+                                                      "max_parallel": 1}))
+    assert report.outcome.status == "deadline" and not report.outcome.converged
+    assert report.outcome.actions_skipped > 0
+
+
+def test_closed_window_reports_without_acting():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    never = FAST.model_copy(update={"windows": (Window(days=()),)})
+    report = rig.cycle(FLEET, never)
+    assert report.outcome.status == "window_closed" and rig.provider.stats.apply_calls == 0
+
+
+def test_transient_faults_still_converge_within_the_bound():
+    rig = seeded(Faults(failure_rate=0.3, throttle_rate=0.2, lose_response_rate=0.1))
+    for r in FLEET:
+        rig.provider.delete(r.key.kind, r.key.name)
+    report = rig.cycle(FLEET, FAST.model_copy(update={"max_attempts": 6}))
+    assert report.outcome.status == "converged", report.outcome.error
+    assert rig.fleet() == {str(r.key): r.spec for r in FLEET}
+
+
+def test_history_and_audit_are_recorded_with_the_correlation_id():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+    report = rig.cycle(FLEET, FAST)
+    cid = report.outcome.correlation_id
+    assert rig.store.cycles[("t", cid)].status == "converged"
+    assert {p.correlation_id for p in rig.store.plans} == {cid}
+    assert rig.store.results and all(r.state == "succeeded" for r in rig.store.results)
