@@ -14,7 +14,7 @@ from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.kinds import rules_for
 from reconciler.testing import FakeClock, RecordingSink
-from tests.builders import NOW, have, node, snapshot, want
+from tests.builders import NOW, node, snapshot, want
 
 RULES = rules_for()
 

@@ -79,7 +79,7 @@ def test_blast_radius_waits_for_approval_of_that_exact_plan():
 def test_protected_orphan_is_never_deleted():
     rig = seeded()
     rig.provider.put("sim.Node", "keep", node(), protected=True)
-    report = rig.cycle(FLEET, FAST.model_copy(update={"auto_apply": ("low",)}), approve=True)
+    report = rig.cycle(FLEET, FAST, approve=True, manual=True)
     assert rig.provider.get("sim.Node", "keep") is not None
     assert any("protected" in b.reason for b in report.plans[0].audit.blocked)
 
@@ -87,7 +87,7 @@ def test_protected_orphan_is_never_deleted():
 def test_unobserved_kind_never_loses_resources():
     rig = seeded(Faults(fail_kinds=frozenset({"sim.Node"})))
     rig.provider.put("sim.Node", "extra", node())
-    report = rig.cycle(FLEET, FAST, approve=True)
+    report = rig.cycle(FLEET, FAST, approve=True, manual=True)
     assert rig.provider.get("sim.Node", "extra") is not None
     assert report.outcome.status == "failed"
     assert report.snapshot.kinds["sim.Node"].completeness == 0.0

@@ -44,6 +44,7 @@ class CycleRequest:
     approve: bool | str = False  # True, or the hash of the one plan approved
     only_kinds: tuple[str, ...] | None = None
     reset_breaker: bool = False
+    manual: bool = False  # a human asked for this apply: act on any urgency, not just auto_apply
     actor: str = "reconciler"
 
 
@@ -171,7 +172,7 @@ class _Cycle:
         return "reported", None
 
     def _auto_applies(self, drift: Drift) -> bool:
-        return drift.urgency in self.req.policy.auto_apply or self.req.approve is not False
+        return self.req.manual or drift.urgency in self.req.policy.auto_apply
 
     def _sense(self, previous: Snapshot | None) -> Snapshot:
         options = SenseOptions(deadline_s=min(self.req.policy.sense_deadline_seconds,

@@ -1,0 +1,183 @@
+"""The ``reconcile`` command: validate, plan, apply, status, history, breaker reset, sim."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable, Sequence
+
+from reconciler.core import breaker as brk
+from reconciler.core.errors import InvalidConfig, InvalidDesiredState
+from reconciler.core.loop import CycleReport, run_cycle, summary
+from reconciler.render import JsonLinesSink, ProgressBar, render_report
+from reconciler.runtime import FanOutSink, LogSink, Target, load_target
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_APPROVAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reconcile", description=__doc__)
+    parser.add_argument("--config", help="targets config (default: $RECONCILER_CONFIG or the "
+                        "repository's include/config/targets.yaml)")
+    parser.add_argument("--store", help="state store URL (default: $RECONCILER_STORE_URL or "
+                        "sqlite under $RECONCILER_HOME)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in [("validate", "check the config and desired state"),
+                        ("plan", "show drift and the plan (read-only)"),
+                        ("apply", "run one full cycle"), ("status", "breaker and last cycle"),
+                        ("history", "recent cycles")]:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--target", required=True)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in ("plan", "apply"):
+            p.add_argument("--only-kinds", nargs="+", metavar="KIND")
+        if name == "apply":
+            p.add_argument("--yes", action="store_true", help="approve plans needing approval")
+            p.add_argument("--approve", metavar="PLAN_HASH", help="approve this plan only")
+            p.add_argument("--dry-run", action="store_true")
+            p.add_argument("--reset-breaker", action="store_true")
+        if name == "history":
+            p.add_argument("--limit", type=int, default=20)
+    breaker = sub.add_parser("breaker", help="circuit breaker")
+    breaker.add_argument("action", choices=["reset"])
+    breaker.add_argument("--target", required=True)
+    sim = sub.add_parser("sim", help="the simulated provider's demo fleet")
+    sim.add_argument("action", choices=["seed", "drift"])
+    sim.add_argument("--target", required=True)
+    sim.add_argument("--fraction", type=float, default=0.3)
+    sim.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        target = load_target(args.target, args.config, args.store)
+        return COMMANDS[args.command](target, args)
+    except (InvalidConfig, InvalidDesiredState) as exc:
+        print(f"error: invalid {'configuration' if isinstance(exc, InvalidConfig) else 'desired state'}:",
+              file=sys.stderr)
+        for loc, message in exc.problems:
+            print(f"  {loc}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def cmd_validate(target: Target, args: argparse.Namespace) -> int:
+    desired = target.load_desired()
+    result = {"target": target.name, "valid": True, "resources": len(desired.resources),
+              "version": desired.version}
+    _out(args, result, f"valid: {len(desired.resources)} resources, version {desired.version}")
+    return EXIT_OK
+
+
+def cmd_plan(target: Target, args: argparse.Namespace) -> int:
+    report = _cycle(target, args, dry_run=True)
+    _out(args, _report_json(report), render_report(report))
+    if report.outcome.status in ("in_sync", "converged"):
+        return EXIT_OK
+    return EXIT_CHANGES if report.plans or report.diff else EXIT_ERROR
+
+
+def cmd_apply(target: Target, args: argparse.Namespace) -> int:
+    approve: bool | str = True if args.yes else (args.approve or False)
+    report = _cycle(target, args, dry_run=args.dry_run, approve=approve,
+                    reset_breaker=args.reset_breaker, manual=True)
+    _out(args, _report_json(report), render_report(report))
+    status = report.outcome.status
+    if status == "needs_approval":
+        plan = report.plans[-1]
+        print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash} (or --yes)",
+              file=sys.stderr)
+        return EXIT_APPROVAL
+    if args.dry_run:
+        return EXIT_OK if status in ("in_sync", "reported") else EXIT_ERROR
+    return EXIT_OK if report.outcome.converged else EXIT_ERROR
+
+
+def cmd_status(target: Target, args: argparse.Namespace) -> int:
+    breaker = target.store.load_breaker(target.name)
+    last = target.store.recent_cycles(target.name, 1)
+    data = {"target": target.name, "breaker": breaker.model_dump(mode="json"),
+            "last_cycle": last[0].model_dump(mode="json") if last else None}
+    text = [f"target {target.name}: breaker {breaker.state}"
+            f" ({breaker.consecutive_failures} consecutive failed cycles)"]
+    if last:
+        o = last[0]
+        text.append(f"last cycle {o.correlation_id}: {o.status} at {o.finished_at:%Y-%m-%d %H:%M:%S}"
+                    f" UTC, drift {o.final_drift.urgency} {o.final_drift.magnitude:g}")
+    _out(args, data, "\n".join(text))
+    return EXIT_OK
+
+
+def cmd_history(target: Target, args: argparse.Namespace) -> int:
+    cycles = target.store.recent_cycles(target.name, args.limit)
+    rows = [f"{o.finished_at:%Y-%m-%d %H:%M:%S}  {o.status:<15} drift {o.initial_drift.magnitude:>6g}"
+            f" -> {o.final_drift.magnitude:<6g} actions {o.actions_succeeded:>4} ok "
+            f"{o.actions_failed:>3} failed  {o.correlation_id}" for o in cycles]
+    _out(args, [o.model_dump(mode="json") for o in cycles], "\n".join(rows) or "no cycles yet")
+    return EXIT_OK
+
+
+def cmd_breaker(target: Target, args: argparse.Namespace) -> int:
+    before = target.store.load_breaker(target.name)
+    after = target.store.update_breaker(target.name, brk.reset)
+    target.store.record_operator(target.name, _actor(), "breaker_reset",
+                                 {"from": before.state, "to": after.state})
+    print(f"breaker {target.name}: {before.state} -> {after.state}")
+    return EXIT_OK
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def cmd_sim(target: Target, args: argparse.Namespace) -> int:
+    from reconciler.providers import simulated
+
+    if target.config.provider.type != "simulated":
+        print(f"target {target.name} does not use the simulated provider", file=sys.stderr)
+        return EXIT_ERROR
+    provider = target.provider
+    assert isinstance(provider, simulated.SimulatedProvider)
+    if args.action == "seed":
+        simulated.seed_demo(provider, target.load_desired())
+        print(f"seeded {target.name}: fleet now matches the desired state")
+    else:
+        for line in simulated.inject_drift(provider.path, random.Random(args.seed), args.fraction):
+            print(f"drift: {line}")
+    return EXIT_OK
+
+
+def _cycle(target: Target, args: argparse.Namespace, **request: object) -> CycleReport:
+    desired = target.load_desired()
+    sinks = [LogSink(), JsonLinesSink() if args.json else ProgressBar()]
+    only = getattr(args, "only_kinds", None)
+    req = target.request(desired, only_kinds=tuple(only) if only else None, actor=_actor(),
+                         **request)
+    return run_cycle(req, target.deps(FanOutSink(sinks)))
+
+
+def _report_json(report: CycleReport) -> dict[str, object]:
+    data = summary(report)
+    if report.plans:
+        data["plan"] = report.plans[0].model_dump(mode="json")
+    return data
+
+
+def _out(args: argparse.Namespace, data: object, text: str) -> None:
+    print(json.dumps(data, default=str) if getattr(args, "json", False) else text)
+
+
+COMMANDS: dict[str, Callable[[Target, argparse.Namespace], int]] = {
+    "validate": cmd_validate, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
+    "history": cmd_history, "breaker": cmd_breaker, "sim": cmd_sim,
+}

@@ -1,0 +1,1 @@
+"""Adapters that implement the Provider port: a simulated fleet and AWS (imported lazily)."""

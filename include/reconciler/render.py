@@ -1,0 +1,122 @@
+"""Human-readable output of diffs, plans and outcomes, and a terminal progress bar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from reconciler.core.loop import CycleReport
+from reconciler.core.model import Diff, Event, Outcome, Plan
+
+__all__ = ["render_report", "render_outcome", "ProgressBar", "JsonLinesSink", "short"]
+
+_SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+_MAX_LINES = 200
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_diff(diff: Diff) -> list[str]:
+    lines = [f"  + {r.key}" for r in diff.additions]
+    for mod in diff.modifications:
+        fields = ", ".join(f"{c.path}: {short(c.before, 30)} -> {short(c.after, 30)}"
+                           for c in mod.changes[:4])
+        lines.append(f"  ~ {mod.key}  ({fields}{', ...' if len(mod.changes) > 4 else ''})")
+    lines += [f"  - {r.key}" for r in diff.deletions]
+    lines += [f"  ! {k}  (exists but is not owned by this target: left alone)"
+              for k in diff.conflicts]
+    return _clip(lines)
+
+
+def render_plan(plan: Plan) -> list[str]:
+    a = plan.audit
+    lines = [f"Plan {plan.hash[:12]}: {a.counts.get('create', 0)} to create, "
+             f"{a.counts.get('update', 0)} to update, {a.counts.get('delete', 0)} to delete, "
+             f"{a.counts.get('blocked', 0)} blocked; max risk {a.max_risk}, "
+             f"~{a.estimated_duration_s:g}s"]
+    for wave in plan.waves:
+        lines.append(f"  wave {wave.index + 1} ({len(wave.actions)} actions, rollback point)")
+        lines += [f"    {_SYMBOL[x.type]} {x.target}  [risk {x.risk}"
+                  f"{'' if x.reversible else ', irreversible'}]" for x in wave.actions[:20]]
+        if len(wave.actions) > 20:
+            lines.append(f"    ... {len(wave.actions) - 20} more")
+    lines += [f"  blocked {b.change} {b.key}: {b.reason}" for b in a.blocked[:20]]
+    lines += [f"  INVALID: {e}" for e in plan.validation.errors]
+    lines += [f"  needs approval: {r}" for r in plan.validation.approval_reasons]
+    return _clip(lines)
+
+
+def render_outcome(outcome: Outcome) -> list[str]:
+    d0, d1 = outcome.initial_drift, outcome.final_drift
+    lines = [
+        f"Outcome: {outcome.status}  (converged: {'yes' if outcome.converged else 'no'}, "
+        f"passes: {outcome.iterations}, correlation id: {outcome.correlation_id})",
+        f"  drift: {d0.urgency} {d0.magnitude:g} -> {d1.urgency} {d1.magnitude:g}; actions: "
+        f"{outcome.actions_succeeded} succeeded, {outcome.actions_failed} failed, "
+        f"{outcome.actions_skipped} skipped",
+    ]
+    if outcome.error:
+        lines.append(f"  reason: {outcome.error}")
+    return lines
+
+
+def render_report(report: CycleReport) -> str:
+    lines: list[str] = []
+    if report.snapshot is not None:
+        snap = report.snapshot
+        lines.append(f"Observed {len(snap.resources)} resources in {snap.latency_s:.3f}s "
+                     f"(fidelity {snap.fidelity}, completeness {snap.completeness:.0%})")
+        lines += [f"  {k}: {s.completeness:.0%} {'; '.join(s.errors)}"
+                  for k, s in snap.kinds.items() if s.errors]
+    if report.diff is not None:
+        d = report.outcome.initial_drift
+        lines.append(f"Drift: {d.urgency} (magnitude {d.magnitude:g}, {d.drifted} of {d.total} "
+                     f"resources, {d.fraction:.0%})")
+        lines += render_diff(report.diff)
+    if report.plans:
+        lines += render_plan(report.plans[0])
+    lines += render_outcome(report.outcome)
+    return "\n".join(lines)
+
+
+def _clip(lines: list[str]) -> list[str]:
+    if len(lines) <= _MAX_LINES:
+        return lines
+    return lines[:_MAX_LINES] + [f"  ... {len(lines) - _MAX_LINES} more lines (use --json)"]
+
+
+class ProgressBar:
+    """An EventSink drawing ``[####....] done/total`` on a terminal; silent elsewhere."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.enabled = stream.isatty()
+
+    def emit(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        if event.type == "rollback_initiated":
+            self.stream.write(f"\nrolling back wave {event.detail.get('wave')}\n")
+        total = event.detail.get("total")
+        if event.type in ("action_completed", "action_failed") and isinstance(total, int):
+            done = int(event.detail.get("done", 0))  # type: ignore[call-overload]
+            filled = self.width * done // max(1, total)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}")
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+class JsonLinesSink:
+    """Every event as one JSON line (``--json``)."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+
+    def emit(self, event: Event) -> None:
+        self.stream.write(event.model_dump_json() + "\n")
+        self.stream.flush()

@@ -1,0 +1,128 @@
+"""Wiring for one target: config → desired state, provider, store, sinks; the real clock."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.config import TargetConfig, TargetsConfig, config_path, load_config, resolve_desired
+from reconciler.core.errors import InvalidConfig
+from reconciler.core.gate import BasicGate
+from reconciler.core.loop import CycleDeps, CycleRequest
+from reconciler.core.model import DesiredState, Event, content_hash
+from reconciler.core.ports import EventSink, Provider, SnapshotGate
+from reconciler.desired import load_desired
+from reconciler.kinds import rules_for
+from reconciler.store import SqlStore, open_store
+
+__all__ = [
+    "SystemClock",
+    "LogSink",
+    "FanOutSink",
+    "Target",
+    "load_target",
+    "build_provider",
+    "new_correlation_id",
+    "correlation_id_for_run",
+]
+
+log = logging.getLogger("reconciler")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class LogSink:
+    """Events as structured log lines (Airflow's task log when running under Airflow)."""
+
+    def emit(self, event: Event) -> None:
+        log.info("%s", event.type, extra={"event": event.model_dump(mode="json")})
+
+
+class FanOutSink:
+    def __init__(self, sinks: Iterable[EventSink]) -> None:
+        self.sinks = list(sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
+def new_correlation_id(target: str) -> str:
+    return f"{target}-{uuid.uuid4().hex[:16]}"
+
+
+def correlation_id_for_run(target: str, run_id: str) -> str:
+    """Stable per Airflow run: every task (and every retry) of one run shares it."""
+    return f"{target}-{content_hash(run_id)}"
+
+
+def build_provider(cfg: TargetConfig) -> Provider:
+    if cfg.provider.type == "simulated":
+        from reconciler.providers.simulated import Faults, SimulatedProvider
+
+        opts = dict(cfg.provider.options)
+        state = str(opts.pop("state", Path(".reconciler") / f"{cfg.name}-sim.db"))
+        faults = Faults(**opts.pop("faults", {}))
+        Path(state).parent.mkdir(parents=True, exist_ok=True)
+        return SimulatedProvider(state, faults=faults, **opts)
+    raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
+
+
+@dataclass
+class Target:
+    """A target's config with the adapters built for it."""
+
+    config: TargetConfig
+    config_file: Path
+    provider: Provider
+    store: SqlStore
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted(self.provider.kinds()))
+
+    def load_desired(self) -> DesiredState:
+        source = resolve_desired(self.config, self.config_file)
+        return load_desired(source, allow_empty=self.config.policy.allow_empty_desired)
+
+    def request(self, desired: DesiredState, **overrides: object) -> CycleRequest:
+        fields: dict[str, object] = {
+            "target": self.name, "desired": desired, "policy": self.config.policy,
+            "kinds": self.kinds(), "correlation_id": new_correlation_id(self.name),
+        }
+        fields.update(overrides)
+        return CycleRequest(**fields)  # type: ignore[arg-type]
+
+    def deps(self, events: EventSink, gate: SnapshotGate | None = None,
+             seed: int | None = None) -> CycleDeps:
+        return CycleDeps(provider=self.provider, store=self.store, events=events,
+                         clock=SystemClock(), gate=gate or BasicGate(),
+                         rules=rules_for(list(self.kinds())), rng=random.Random(seed))
+
+
+def load_target(name: str, config: str | None = None, store_url: str | None = None) -> Target:
+    path = config_path(config)
+    cfg: TargetsConfig = load_config(path)
+    if name not in cfg.targets:
+        known = ", ".join(sorted(cfg.targets)) or "none"
+        raise InvalidConfig(f"{path}: no target {name!r} (known: {known})")
+    target_cfg = cfg.targets[name]
+    return Target(target_cfg, path, build_provider(target_cfg), open_store(store_url))

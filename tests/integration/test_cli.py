@@ -1,0 +1,123 @@
+"""The ``reconcile`` CLI, run as a subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DESIRED = """\
+resources:
+  - kind: sim.Node
+    name: node-1
+    spec: {pool: default, instance_type: m5.large}
+  - kind: sim.Node
+    name: node-2
+    spec: {pool: default, instance_type: m5.large}
+  - kind: sim.Workload
+    name: web
+    sla: critical
+    spec:
+      replicas: 3
+      containers: [{name: web, image: "nginx:1.27"}]
+"""
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    (desired / "fleet.yaml").write_text(DESIRED)
+    config = tmp_path / "targets.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        targets:
+          lab:
+            provider: {{type: simulated, options: {{state: "{tmp_path}/sim.db"}}}}
+            desired: desired
+            schedule: "10m"
+            policy: {{max_parallel: 4, backoff_base_s: 0.01, backoff_cap_s: 0.1}}
+        """))
+    return {**os.environ, "RECONCILER_CONFIG": str(config), "RECONCILER_HOME": str(tmp_path),
+            "RECONCILER_STORE_URL": f"sqlite:///{tmp_path}/state.db",
+            "PYTHONPATH": str(ROOT / "include")}
+
+
+def reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_validate_ok(env):
+    out = reconcile(env, "validate", "--target", "lab")
+    assert out.returncode == 0, out.stderr
+    assert "valid: 3 resources" in out.stdout
+
+
+def test_validate_names_file_line_and_field(env, tmp_path):
+    (tmp_path / "desired" / "fleet.yaml").write_text(DESIRED.replace("replicas: 3",
+                                                                     "replicas: -1"))
+    out = reconcile(env, "validate", "--target", "lab")
+    assert out.returncode == 1
+    assert "fleet.yaml:12: resources[2].spec.replicas" in out.stderr and "replicas" in out.stderr
+
+
+def test_unknown_target_is_a_clear_error(env):
+    out = reconcile(env, "plan", "--target", "nope")
+    assert out.returncode == 1 and "no target 'nope'" in out.stderr
+
+
+def test_plan_apply_plan_follows_terraforms_exit_codes(env):
+    assert reconcile(env, "sim", "seed", "--target", "lab").returncode == 0
+    assert reconcile(env, "plan", "--target", "lab").returncode == 0
+    drift = reconcile(env, "sim", "drift", "--target", "lab", "--fraction", "1.0")
+    assert drift.returncode == 0 and "drift:" in drift.stdout
+    plan = reconcile(env, "plan", "--target", "lab", "--json")
+    assert plan.returncode == 2, plan.stderr
+    data = json.loads(plan.stdout.splitlines()[-1])
+    assert data["status"] in ("reported", "needs_approval") or data["plan"]["waves"]
+    apply = reconcile(env, "apply", "--target", "lab", "--yes")
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    assert "Outcome: converged" in apply.stdout
+    assert reconcile(env, "plan", "--target", "lab").returncode == 0
+    history = reconcile(env, "history", "--target", "lab", "--json")
+    cycles = json.loads(history.stdout)
+    assert [c["status"] for c in cycles][0] == "converged"  # plans are read-only: not recorded
+
+
+def test_apply_json_streams_events_then_the_outcome(env):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    out = reconcile(env, "apply", "--target", "lab", "--json")
+    assert out.returncode == 0, out.stderr
+    *events, outcome = [json.loads(line) for line in out.stdout.splitlines()]
+    assert outcome["status"] == "in_sync"
+    out = reconcile(env, "apply", "--target", "lab", "--dry-run", "--json")
+    assert out.returncode == 0
+
+
+def test_apply_stops_for_approval_with_exit_3_then_applies_that_plan(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    fleet = tmp_path / "desired" / "fleet.yaml"
+    fleet.write_text(DESIRED.replace("  - kind: sim.Node\n    name: node-2\n"
+                                     "    spec: {pool: default, instance_type: m5.large}\n", ""))
+    out = reconcile(env, "apply", "--target", "lab")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "deletes 1 of 3 managed resources" in out.stdout
+    plan_hash = out.stderr.split("--approve ")[1].split()[0]
+    out = reconcile(env, "apply", "--target", "lab", "--approve", plan_hash)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_status_and_breaker_reset(env):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    reconcile(env, "apply", "--target", "lab")
+    status = json.loads(reconcile(env, "status", "--target", "lab", "--json").stdout)
+    assert status["breaker"]["state"] == "closed" and status["last_cycle"]["status"] == "in_sync"
+    out = reconcile(env, "breaker", "reset", "--target", "lab")
+    assert out.returncode == 0 and "closed -> closed" in out.stdout
