@@ -18,8 +18,10 @@ from typing import Any
 SIZES = (1_000, 10_000, 100_000)
 
 
-def drifted(fleet: list[tuple[str, str, dict[str, Any]]], rng: random.Random
-            ) -> tuple[list[tuple[str, str, dict[str, Any]]], list[tuple[str, str, dict[str, Any]]]]:
+Rows = list[tuple[str, str, dict[str, Any]]]
+
+
+def drifted(fleet: Rows, rng: random.Random) -> tuple[Rows, Rows]:
     """Desired = the fleet; observed = the fleet with 10% drift (5% changed, 3% gone, 2% extra)."""
     observed = []
     for kind, name, spec in fleet:

@@ -64,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = load_target(args.target, args.config, args.store)
         return COMMANDS[args.command](target, args)
     except (InvalidConfig, InvalidDesiredState) as exc:
-        print(f"error: invalid {'configuration' if isinstance(exc, InvalidConfig) else 'desired state'}:",
-              file=sys.stderr)
+        what = "configuration" if isinstance(exc, InvalidConfig) else "desired state"
+        print(f"error: invalid {what}:", file=sys.stderr)
         for loc, message in exc.problems:
             print(f"  {loc}: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -112,15 +112,15 @@ def cmd_status(target: Target, args: argparse.Namespace) -> int:
             f" ({breaker.consecutive_failures} consecutive failed cycles)"]
     if last:
         o = last[0]
-        text.append(f"last cycle {o.correlation_id}: {o.status} at {o.finished_at:%Y-%m-%d %H:%M:%S}"
-                    f" UTC, drift {o.final_drift.urgency} {o.final_drift.magnitude:g}")
+        text.append(f"last cycle {o.correlation_id}: {o.status} at {o.finished_at:%F %T} UTC, "
+                    f"drift {o.final_drift.urgency} {o.final_drift.magnitude:g}")
     _out(args, data, "\n".join(text))
     return EXIT_OK
 
 
 def cmd_history(target: Target, args: argparse.Namespace) -> int:
     cycles = target.store.recent_cycles(target.name, args.limit)
-    rows = [f"{o.finished_at:%Y-%m-%d %H:%M:%S}  {o.status:<15} drift {o.initial_drift.magnitude:>6g}"
+    rows = [f"{o.finished_at:%F %T}  {o.status:<15} drift {o.initial_drift.magnitude:>6g}"
             f" -> {o.final_drift.magnitude:<6g} actions {o.actions_succeeded:>4} ok "
             f"{o.actions_failed:>3} failed  {o.correlation_id}" for o in cycles]
     _out(args, [o.model_dump(mode="json") for o in cycles], "\n".join(rows) or "no cycles yet")

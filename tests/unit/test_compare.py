@@ -17,7 +17,8 @@ def run(desired, observed, policy=Policy()):
 
 
 def test_identical_fleets_have_no_drift():
-    diff, drift = run([want("sim.Workload/web", workload())], [have("sim.Workload/web", workload())])
+    diff, drift = run([want("sim.Workload/web", workload())],
+                      [have("sim.Workload/web", workload())])
     assert diff.is_empty and diff.unchanged == 1
     assert drift.urgency == "none" and drift.magnitude == 0
 
@@ -50,7 +51,8 @@ def test_field_level_changes_name_the_path_with_before_and_after():
 
 
 def test_fields_only_the_provider_reports_are_not_drift():
-    diff, _ = run([want("sim.Node/n1", node())], [have("sim.Node/n1", {**node(), "ip": "10.0.0.1"})])
+    diff, _ = run([want("sim.Node/n1", node())],
+                  [have("sim.Node/n1", {**node(), "ip": "10.0.0.1"})])
     assert diff.is_empty
 
 
@@ -130,3 +132,11 @@ def test_only_kinds_in_scope_are_compared():
 def test_extra_keys_in_a_declared_map_are_drift_and_removal_has_after_none():
     (change,) = diff_spec({"labels": {}}, {"labels": {"team": "x"}})
     assert (change.path, change.before, change.after) == ("labels.team", "x", None)
+
+
+def test_adopt_turns_a_conflict_into_an_ownership_change():
+    diff, _ = run([want("sim.Node/n1", node())], [have("sim.Node/n1", node(), managed=False)],
+                  Policy(adopt=True))
+    assert not diff.conflicts
+    (mod,) = diff.modifications
+    assert [c.path for c in mod.changes] == ["@owned"]

@@ -149,3 +149,10 @@ def test_plan_round_trips_through_json():
     plan = plan_for([want("sim.Node/a", node())], [have("sim.Node/b", node())],
                     policy=Policy(max_delete_fraction=1.0))
     assert type(plan).model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_adoption_is_an_update_flagged_adopt():
+    plan = plan_for([want("sim.Node/n", node())], [have("sim.Node/n", node(), managed=False)],
+                    policy=Policy(adopt=True))
+    (act,) = plan.actions
+    assert act.type == "update" and act.params["adopt"] is True

@@ -18,7 +18,9 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import Policy
 
-__all__ = ["compare", "diff_spec", "drift_of", "URGENCY_WEIGHT"]
+__all__ = ["compare", "diff_spec", "drift_of", "URGENCY_WEIGHT", "OWNERSHIP_FIELD"]
+
+OWNERSHIP_FIELD = "@owned"  # the pseudo-field an adoption changes (policy.adopt)
 
 URGENCY_WEIGHT: dict[str, float] = {"none": 0.0, "low": 1.0, "high": 3.0, "critical": 10.0}
 
@@ -44,9 +46,10 @@ def compare(
 ) -> tuple[Diff, Drift]:
     """Diff the desired resources against the snapshot and score the drift.
 
-    Only managed resources can be additions' twins, modifications or deletions; an unmanaged
-    resource with a desired name is a conflict and is never touched. Only kinds in ``kinds``
-    (default: every kind observed) are compared.
+    Only managed resources can be modified or deleted; an unmanaged resource with a desired
+    name is a conflict and is never touched, unless ``policy.adopt`` says to take ownership
+    of it (an update with ``params["adopt"]``). Only kinds in ``kinds`` (default: every kind
+    observed) are compared.
     """
     scope = set(kinds) if kinds is not None else set(snapshot.kinds)
     observed = {(r.key.kind, r.key.name): r for r in snapshot.resources if r.key.kind in scope}
@@ -60,10 +63,12 @@ def compare(
         have = observed.pop((want.key.kind, want.key.name), None)
         if have is None:
             additions.append(want)
-        elif not have.managed:
+        elif not have.managed and not policy.adopt:
             conflicts.append(want.key)
         else:
             changes = diff_spec(want.spec, have.spec, _ignored(want, policy), _slack(want, policy))
+            if not have.managed:  # adopt: taking ownership is itself a change
+                changes.append(FieldChange(path=OWNERSHIP_FIELD, before=False, after=True))
             if changes:
                 modifications.append(
                     Modification(key=want.key, changes=tuple(changes), desired=want, observed=have)

@@ -177,6 +177,7 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
         params={
             "spec": after,
             "protected": mod.desired.protected,
+            "adopt": not mod.observed.managed,
             "changes": [c.model_dump(mode="json") for c in mod.changes],
         },
         preconditions=(Precondition(check="matches", key=key, spec_hash=h_before),),
