@@ -20,15 +20,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
 
-__all__ = ["DEFAULT_HOME", "AuditKind", "SqlStore", "metadata", "open_store"]
+__all__ = ["AuditKind", "SqlStore", "metadata", "open_store"]
 
 log = logging.getLogger(__name__)
 
 AuditKind = Literal["plan", "action", "event", "operator"]
-DEFAULT_HOME = "./.reconciler"
 _BUSY_TIMEOUT_S = 30.0
 _ESTIMATE_WINDOW = 200
 _SQLITE_BEGIN = "reconciler_sqlite_begin"
@@ -384,7 +384,7 @@ class SqlStore:
 
 
 def _default_url() -> str:
-    home = Path(os.environ.get("RECONCILER_HOME") or DEFAULT_HOME)
+    home = reconciler_home()
     return os.environ.get("RECONCILER_STORE_URL") or f"sqlite:///{home / 'state.db'}"
 
 

@@ -1,0 +1,289 @@
+"""Targets configuration: which fleets to reconcile, from where, how often and under what policy."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+
+from reconciler.core.errors import InvalidConfig, SourceLocation
+from reconciler.core.policy import Policy
+from reconciler.desired.yamlread import FieldPath, YamlDoc, dotted, read_yaml, validation_problems
+
+__all__ = [
+    "ProviderConfig",
+    "TargetConfig",
+    "TargetsConfig",
+    "TARGET_NAME",
+    "config_path",
+    "reconciler_home",
+    "load_config",
+    "load_config_lenient",
+    "resolve_desired",
+    "schedule_problem",
+]
+
+TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,49}")
+_INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
+_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly"})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (label, lowest, highest, names mapped to lowest + position)
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),
+)
+
+_Problem = tuple[str | None, SourceLocation, str]  # (target name or None for the file, where, what)
+_Tag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class ProviderConfig(BaseModel):
+    """Which provider adapter serves a target, and its options (``${VAR}`` already expanded)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["simulated", "aws"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetConfig(BaseModel):
+    """One reconciled fleet: provider, desired-state source, schedule, policy and artifacts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: StrictStr
+    provider: ProviderConfig
+    desired: StrictStr = Field(min_length=1)
+    schedule: StrictStr | None = None
+    policy: Policy = Field(default_factory=Policy)
+    artifacts: StrictStr | None = Field(default=None, min_length=1)
+    tags: tuple[_Tag, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_airflow_id(cls, name: str) -> str:
+        if TARGET_NAME.fullmatch(name) is None:
+            raise ValueError("target names are 1-50 of a-z 0-9 _, starting with a letter or digit")
+        return name
+
+    @field_validator("desired")
+    @classmethod
+    def _desired_is_a_path_or_s3(cls, desired: str) -> str:
+        if "://" in desired and not desired.startswith("s3://"):
+            raise ValueError("desired must be a folder path or an s3://bucket/prefix/ URI")
+        return desired
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_valid(cls, schedule: str | None) -> str | None:
+        problem = None if schedule is None else schedule_problem(schedule)
+        if problem:
+            raise ValueError(problem)
+        return schedule
+
+
+class TargetsConfig(BaseModel):
+    """Every configured target, by name, and the file they came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets: dict[str, TargetConfig]
+    path: str
+
+
+def config_path(explicit: str | None = None) -> Path:
+    """The targets file: ``explicit``, else $RECONCILER_CONFIG, else the repo's default."""
+    chosen = explicit or os.environ.get("RECONCILER_CONFIG")
+    if chosen:
+        return Path(chosen)
+    return Path(__file__).parents[1] / "config" / "targets.yaml"
+
+
+def reconciler_home(env: Mapping[str, str] | None = None) -> Path:
+    """Where local state lives: $RECONCILER_HOME, else ``./.reconciler``."""
+    home = (os.environ if env is None else env).get("RECONCILER_HOME")
+    return Path(home) if home else Path.cwd() / ".reconciler"
+
+
+def resolve_desired(target: TargetConfig, config_path: str | Path) -> str:
+    """The target's desired-state location: s3:// as is, relative paths from the config's folder."""
+    if target.desired.startswith("s3://"):
+        return target.desired
+    path = Path(target.desired).expanduser()
+    if not path.is_absolute():
+        path = Path(config_path).resolve().parent / path
+    return str(path.resolve())
+
+
+def schedule_problem(schedule: str) -> str | None:
+    """Why ``schedule`` is not a 5-field cron, an interval like ``10m`` or a preset; else None."""
+    text = schedule.strip()
+    if _INTERVAL.fullmatch(text) or text in _PRESETS:
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return (
+            f"schedule {schedule!r} is neither a 5-field cron expression, "
+            "an interval like '30s', '10m', '1h', '1d', nor one of " + ", ".join(sorted(_PRESETS))
+        )
+    for value, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        if not all(_cron_item_ok(item.lower(), low, high, names) for item in value.split(",")):
+            return f"cron {label} field {value!r} is invalid (allowed {low}-{high})"
+    return None
+
+
+def _cron_item_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    span, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and 0 < int(step) <= high):
+        return False
+    if span == "*":
+        return True
+    start, dash, end = span.partition("-")
+    first = _cron_value(start, low, high, names)
+    last = _cron_value(end, low, high, names) if dash else first
+    return first is not None and last is not None and first <= last
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int | None:
+    if text in names:
+        return low + names.index(text) if low == 1 else names.index(text)
+    if not text.isdigit():
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> TargetsConfig:
+    """Load and validate the targets file; any problem raises InvalidConfig naming all of them."""
+    config, problems = _load(Path(path), os.environ if env is None else env)
+    if problems:
+        raise InvalidConfig([(where, what) for _, where, what in problems])
+    return config
+
+
+def load_config_lenient(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[TargetsConfig, dict[str, str]]:
+    """The valid targets, plus one error message per invalid target name.
+
+    One bad target does not hide the others. A problem with the file as a whole (unreadable,
+    syntax error, wrong layout) still raises InvalidConfig: there is nothing valid to return.
+    """
+    config, problems = _load(Path(path), os.environ if env is None else env)
+    file_level = [(where, what) for name, where, what in problems if name is None]
+    if file_level:
+        raise InvalidConfig(file_level)
+    errors: dict[str, list[str]] = {}
+    for name, where, what in problems:
+        errors.setdefault(str(name), []).append(f"{where}: {what}")
+    valid = {name: t for name, t in config.targets.items() if name not in errors}
+    lenient = TargetsConfig(targets=valid, path=config.path)
+    return lenient, {name: "\n".join(lines) for name, lines in errors.items()}
+
+
+def _load(path: Path, env: Mapping[str, str]) -> tuple[TargetsConfig, list[_Problem]]:
+    path = path.resolve()
+    doc = read_yaml(path)
+    problems = [_located(doc, p.path, p.message, p.line) for p in doc.problems]
+    targets: dict[str, TargetConfig] = {}
+    for name, raw in _raw_targets(doc, problems).items():
+        target = _target(doc, name, raw, env, problems)
+        if target is not None:
+            targets[name] = target
+    return TargetsConfig(targets=targets, path=str(path)), problems
+
+
+def _located(doc: YamlDoc, path: FieldPath, message: str, line: int | None = None) -> _Problem:
+    owner = str(path[1]) if len(path) >= 2 and path[0] == "targets" else None
+    where = SourceLocation(doc.file, doc.line(path) if line is None else line, dotted(path) or None)
+    return (owner, where, message)
+
+
+def _raw_targets(doc: YamlDoc, problems: list[_Problem]) -> dict[str, Any]:
+    top = doc.value
+    if doc.problems and top is None:
+        return {}
+    if not isinstance(top, dict) or "targets" not in top:
+        problems.append(_located(doc, (), "expected a mapping with a 'targets' key"))
+        return {}
+    for key in top:
+        if key != "targets":
+            problems.append(_located(doc, (str(key),), f"unknown top-level key {key!r}"))
+    targets = top["targets"]
+    if targets is None:
+        return {}
+    if not isinstance(targets, dict):
+        problems.append(_located(doc, ("targets",), "'targets' must map target names to targets"))
+        return {}
+    return {str(name): raw for name, raw in targets.items()}
+
+
+def _target(
+    doc: YamlDoc, name: str, raw: Any, env: Mapping[str, str], problems: list[_Problem]
+) -> TargetConfig | None:
+    base: FieldPath = ("targets", name)
+    before = len(problems)
+    if TARGET_NAME.fullmatch(name) is None:
+        message = f"target name {name!r} must be 1-50 of a-z 0-9 _, starting with a letter or digit"
+        problems.append(_located(doc, base, message))
+    if not isinstance(raw, dict):
+        problems.append(_located(doc, base, "a target must be a mapping"))
+        return None
+    if "name" in raw:
+        problems.append(_located(doc, (*base, "name"), "a target's name is its key; remove 'name'"))
+    body, expand_problems = _expand_target(raw, env)
+    problems.extend(_located(doc, (*base, *path), msg) for path, msg in expand_problems)
+    try:
+        target = TargetConfig.model_validate({**body, "name": name})
+    except ValidationError as exc:
+        found = validation_problems(exc, base)
+        # The name was checked above, against the line of its key.
+        problems.extend(_located(doc, p, m) for p, m in found if p != (*base, "name"))
+        return None
+    return target if len(problems) == before else None
+
+
+def _expand_target(
+    raw: dict[Any, Any], env: Mapping[str, str]
+) -> tuple[dict[Any, Any], list[tuple[FieldPath, str]]]:
+    """Expand ``${VAR}`` in provider options and artifacts; report variables that are not set."""
+    problems: list[tuple[FieldPath, str]] = []
+    out = {k: v for k, v in raw.items() if k != "name"}
+    provider = raw.get("provider")
+    if isinstance(provider, dict) and "options" in provider:
+        options = _expand(provider["options"], ("provider", "options"), env, problems)
+        out["provider"] = {**provider, "options": options}
+    if "artifacts" in raw:
+        out["artifacts"] = _expand(raw["artifacts"], ("artifacts",), env, problems)
+    return out, problems
+
+
+def _expand(
+    value: Any, path: FieldPath, env: Mapping[str, str], problems: list[tuple[FieldPath, str]]
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, (*path, str(k)), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*path, i), env, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var == "RECONCILER_HOME":
+            return str(reconciler_home(env))
+        if var not in env:
+            problems.append((path, f"environment variable {var} is not set"))
+            return match.group(0)
+        return env[var]
+
+    return _VAR.sub(substitute, value)

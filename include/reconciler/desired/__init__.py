@@ -1,0 +1,20 @@
+"""Desired-state sources: a directory of YAML files (and later a versioned S3 prefix)."""
+
+from reconciler.desired.yaml_source import (
+    desired_version,
+    find_cycles,
+    load_desired,
+    load_desired_dir,
+)
+from reconciler.desired.yamlread import YamlDoc, YamlProblem, parse_yaml, read_yaml
+
+__all__ = [
+    "load_desired",
+    "load_desired_dir",
+    "desired_version",
+    "find_cycles",
+    "YamlDoc",
+    "YamlProblem",
+    "read_yaml",
+    "parse_yaml",
+]

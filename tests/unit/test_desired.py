@@ -1,0 +1,395 @@
+"""Desired state from YAML: valid files load normalised; every bad input names file, line, field."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.core.errors import InvalidDesiredState, SourceLocation
+from reconciler.core.model import ResourceKey
+from reconciler.desired import find_cycles, load_desired, load_desired_dir, parse_yaml
+from reconciler.kinds import REGISTRY
+
+CORPUS = Path(__file__).parents[1] / "corpus" / "desired"
+DEMO = Path(__file__).parents[2] / "include" / "desired" / "demo"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+# corpus file -> (line, field substring, message substring) of a problem that must be reported
+EXPECTED: dict[str, tuple[int | None, str, str]] = {
+    "syntax_error.yaml": (5, "", "YAML syntax error"),
+    "tab_indentation.yaml": (3, "", "never tabs"),
+    "alias_bomb.yaml": (12, "resources[0].spec.labels.l5", "aliases expand to over"),
+    "recursive_alias.yaml": (6, "resources[0].spec.labels.self", "nested deeper"),
+    "deep_nesting.yaml": (6, "resources[0].spec.labels.deep", "nested deeper"),
+    "undefined_alias.yaml": (4, "", "undefined alias"),
+    "multiple_documents.yaml": (4, "", "single document"),
+    "python_tag.yaml": (6, "resources[0].spec.labels.owner", "unsupported YAML tag"),
+    "non_utf8.yaml": (3, "", "not valid UTF-8"),
+    "empty_file.yaml": (None, "", "file is empty"),
+    "comments_only.yaml": (None, "", "file is empty"),
+    "empty_resources.yaml": (1, "resources", "declares no resources"),
+    "top_level_list.yaml": (1, "", "top level must be a mapping"),
+    "unknown_top_level_key.yaml": (4, "defaults", "unknown top-level key"),
+    "resources_not_list.yaml": (1, "resources", "must be a list"),
+    "unknown_resource_field.yaml": (4, "resources[0].replicas", "unknown field"),
+    "missing_name.yaml": (4, "resources[1].name", "field required"),
+    "unknown_kind.yaml": (2, "resources[0].kind", "known kinds: sim.Node, sim.Workload"),
+    "wrong_spec_type.yaml": (5, "resources[0].spec.replicas", "valid integer"),
+    "spec_not_mapping.yaml": (4, "resources[0].spec", "valid dictionary"),
+    "negative_replicas.yaml": (8, "resources[0].spec.replicas", "greater than or equal to 0"),
+    "absurd_replicas.yaml": (5, "resources[0].spec.replicas", "less than or equal to"),
+    "unknown_spec_field.yaml": (9, "spec.containers[0].imagePullPolicy", "unknown field"),
+    "duplicate_mapping_key.yaml": (7, "resources[0].spec.replicas", "duplicate key 'replicas'"),
+    "duplicate_resource.yaml": (7, "resources[2].name", "duplicate_resource.yaml:2"),
+    "name_with_slash.yaml": (3, "resources[0].name", "1-63 characters"),
+    "name_shell_metachar.yaml": (3, "resources[0].name", "1-63 characters"),
+    "name_control_char.yaml": (5, "resources[1].name", "1-63 characters"),
+    "name_too_long.yaml": (3, "resources[0].name", "1-63 characters"),
+    "name_not_string.yaml": (3, "resources[0].name", "valid string"),
+    "depends_on_unknown.yaml": (11, "resources[1].depends_on[1]", "node-9 is not declared"),
+    "depends_on_bad_format.yaml": (4, "resources[0].depends_on[0]", "expected 'kind/name'"),
+    "dependency_cycle.yaml": (4, "resources[1].depends_on", "node-a -> sim.Node/node-b -> sim."),
+    "self_dependency.yaml": (2, "resources[0].depends_on", "sim.Node/node-1 -> sim.Node/node-1"),
+    "bad_sla.yaml": (4, "resources[0].sla", "'critical', 'standard' or 'best_effort'"),
+    "protected_not_bool.yaml": (4, "resources[0].protected", "valid boolean"),
+    "negative_tolerance.yaml": (8, "resources[0].tolerance.replicas", "greater than or equal"),
+}
+
+WEB = """\
+resources:
+  - kind: sim.Node
+    name: node-1
+  - kind: sim.Workload
+    name: web
+    sla: critical
+    spec:
+      replicas: 3
+      containers:
+        - name: web
+          image: "nginx:1.27"
+    depends_on: [sim.Node/node-1]
+    ignore_fields: [labels.team]
+    tolerance: {replicas: 1}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def rejected(path: Path, **kwargs: Any) -> list[tuple[SourceLocation, str]]:
+    with pytest.raises(InvalidDesiredState) as caught:
+        load_desired_dir(path, **kwargs)
+    return caught.value.problems
+
+
+def test_every_corpus_file_has_an_expectation() -> None:
+    assert sorted(p.name for p in CORPUS.iterdir()) == sorted(EXPECTED)
+    assert len(EXPECTED) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_malformed_file_is_rejected_naming_its_file_line_and_field(name: str) -> None:
+    line, field, message = EXPECTED[name]
+    problems = rejected(CORPUS / name)
+    file = str((CORPUS / name).resolve())
+    assert any(
+        loc.file == file and loc.line == line and field in (loc.field or "") and message in text
+        for loc, text in problems
+    ), problems
+
+
+def test_the_demo_desired_state_loads() -> None:
+    state = load_desired_dir(DEMO, now=NOW)
+    kinds = [r.key.kind for r in state.resources]
+    assert kinds.count("sim.Node") == 4 and kinds.count("sim.Workload") == 4
+    assert any(r.protected for r in state.resources)
+    assert state.source_uri == str(DEMO.resolve()) and state.loaded_at == NOW
+
+
+def test_a_valid_file_loads_normalised_with_its_source_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "fleet.yaml", WEB)
+    state = load_desired_dir(tmp_path, now=NOW)
+    node, web = state.resources
+    assert node.key == ResourceKey(kind="sim.Node", name="node-1") and node.source_line == 2
+    assert node.spec == REGISTRY["sim.Node"].spec_model.model_validate({}).model_dump(mode="json")
+    assert web.source_file == str(path.resolve()) and web.source_line == 4
+    container = {"name": "web", "image": "nginx:1.27", "cpu": 100, "memory": 128, "env": {}}
+    assert web.spec["containers"] == [container]
+    assert web.depends_on == (node.key,) and web.sla == "critical"
+    assert web.ignore_fields == ("labels.team",) and web.tolerance == {"replicas": 1.0}
+
+
+def test_a_single_file_path_and_the_yml_suffix_are_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, "fleet.yml", WEB)
+    assert len(load_desired_dir(path).resources) == 2
+    state = load_desired_dir(tmp_path)
+    assert len(state.resources) == 2 and state.loaded_at.tzinfo is not None
+
+
+def test_dotfiles_and_other_suffixes_are_ignored(tmp_path: Path) -> None:
+    write(tmp_path, "fleet.yaml", WEB)
+    write(tmp_path, ".fleet.yaml", "not: [valid")
+    write(tmp_path, "README.md", "resources: nope")
+    assert len(load_desired_dir(tmp_path).resources) == 2
+
+
+def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    text = WEB.replace("replicas: 3", "replicas: -3").replace("sla: critical", "sla: high")
+    text += "  - kind: sim.Nope\n    name: x\n  - kind: sim.Node\n    name: 'a b'\n"
+    problems = rejected(write(tmp_path, "fleet.yaml", text))
+    expected = {"[1].spec.replicas", "[1].sla", "[2].kind", "[3].name"}
+    assert {f"resources{field}" for field in expected} <= {loc.field for loc, _ in problems}
+
+
+def test_spec_errors_point_at_the_line_of_the_nested_field(tmp_path: Path) -> None:
+    text = WEB + "  - kind: sim.Workload\n    name: api\n    spec:\n      replicas: 1\n"
+    text += "      containers:\n        - {name: a, image: x}\n        - name: b\n"
+    text += "          image: y\n          memory: 1\n"
+    ((loc, _),) = rejected(write(tmp_path, "fleet.yaml", text))
+    assert (loc.line, loc.field) == (23, "resources[2].spec.containers[1].memory")
+
+
+def test_a_duplicate_across_files_names_both_locations(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", WEB)
+    second = write(tmp_path, "b.yaml", "resources:\n  - kind: sim.Node\n    name: node-1\n")
+    ((loc, message),) = rejected(tmp_path)
+    assert (loc.file, loc.line, loc.field) == (str(second.resolve()), 3, "resources[0].name")
+    assert f"{(tmp_path / 'a.yaml').resolve()}:2" in message
+
+
+def test_a_dependency_cycle_across_files_is_rejected(tmp_path: Path) -> None:
+    node = "    name: node-1\n"
+    write(tmp_path, "a.yaml", WEB.replace(node, node + "    depends_on: [sim.Workload/web]\n"))
+    ((loc, message),) = rejected(tmp_path)
+    assert loc.line == 2
+    assert message.endswith("sim.Node/node-1 -> sim.Workload/web -> sim.Node/node-1")
+
+
+def test_an_empty_desired_state_is_refused_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()
+    assert "no YAML files" in rejected(tmp_path / "none")[0][1]
+    assert load_desired_dir(tmp_path / "none", allow_empty=True).resources == ()
+    write(tmp_path / "empty", "a.yaml", "resources: []\n")
+    write(tmp_path / "empty", "b.yaml", "")
+    write(tmp_path / "empty", "c.yaml", "resources:\n")
+    assert len(rejected(tmp_path / "empty")) == 3
+    assert load_desired_dir(tmp_path / "empty", allow_empty=True).resources == ()
+
+
+def test_an_empty_file_next_to_valid_ones_is_still_refused(tmp_path: Path) -> None:
+    write(tmp_path, "fleet.yaml", WEB)
+    write(tmp_path, "truncated.yaml", "")
+    ((loc, _),) = rejected(tmp_path)
+    assert loc.file.endswith("truncated.yaml")
+
+
+def test_a_missing_path_is_rejected(tmp_path: Path) -> None:
+    assert "no such file" in rejected(tmp_path / "nope")[0][1]
+
+
+def test_s3_sources_are_rejected_until_supported() -> None:
+    with pytest.raises(InvalidDesiredState):
+        load_desired("s3://bucket/prefix/")
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:  # sparse: 50 MB on paper, nothing on disk
+        handle.seek(50 * 1024 * 1024)
+        handle.write(b"\n")
+    ((loc, message),) = rejected(big)
+    assert loc.file == str(big.resolve()) and "limit" in message
+
+
+def test_oversized_bytes_are_refused_by_the_parser_too() -> None:
+    doc = parse_yaml(b"a: 1\n" * 10, "x.yaml", max_bytes=20)
+    assert doc.value is None and "limit" in doc.problems[0].message
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_bytes(b"\xef\xbb\xbf" + WEB.encode())
+    assert len(load_desired_dir(tmp_path).resources) == 2
+
+
+def test_merge_keys_are_expanded_and_explicit_keys_win(tmp_path: Path) -> None:
+    text = WEB + (
+        "  - kind: sim.Workload\n    name: api\n    spec:\n      <<: &base\n"
+        "        replicas: 1\n        containers: [{name: a, image: x}]\n      replicas: 5\n"
+    )
+    state = load_desired_dir(write(tmp_path, "fleet.yaml", text))
+    api = next(r for r in state.resources if r.key.name == "api")
+    assert api.spec["replicas"] == 5 and api.spec["containers"][0]["image"] == "x"
+
+
+def test_the_error_survives_pickling(tmp_path: Path) -> None:
+    problems = rejected(CORPUS / "bad_sla.yaml")
+    assert pickle.loads(pickle.dumps(InvalidDesiredState(problems))).problems == problems
+
+
+def test_the_version_ignores_formatting_comments_order_and_file_split(tmp_path: Path) -> None:
+    base = load_desired_dir(write(tmp_path / "a", "fleet.yaml", WEB)).version
+    doc = yaml.safe_load(WEB)
+    node, web = doc["resources"]
+    write(tmp_path / "b", "1.yaml", "# nodes\n" + yaml.safe_dump({"resources": [node]}))
+    write(tmp_path / "b", "2.yaml", yaml.safe_dump({"resources": [web]}, default_flow_style=True))
+    assert load_desired_dir(tmp_path / "b").version == base
+
+
+def test_the_version_changes_with_any_spec_change(tmp_path: Path) -> None:
+    base = load_desired_dir(write(tmp_path / "a", "f.yaml", WEB)).version
+    changed = load_desired_dir(write(tmp_path / "b", "f.yaml", WEB.replace("3", "4"))).version
+    assert base != changed
+
+
+def test_ten_thousand_resources_load(tmp_path: Path) -> None:
+    entry = (
+        "  - kind: sim.Workload\n    name: w{i}\n"
+        "    spec: {{replicas: 3, containers: [{{name: web, image: 'nginx:1.27'}}]}}\n"
+        "    depends_on: [sim.Node/node-1]\n"
+    )
+    text = WEB + "".join(entry.format(i=i) for i in range(9998))
+    assert len(load_desired_dir(write(tmp_path, "big.yaml", text)).resources) == 10_000
+
+
+def test_find_cycles_reports_each_cycle_once_from_its_earliest_node() -> None:
+    spec = {"a": "b", "b": "c", "c": "bd", "d": "", "e": "e", "f": "a", "g": "h", "h": "gg"}
+    edges = {node: list(deps) for node, deps in spec.items()}
+    assert find_cycles(edges) == [["b", "c"], ["e"], ["g", "h"]]
+    assert find_cycles({"a": ["b"], "b": []}) == []
+
+
+# --- property: generated valid desired states round-trip through YAML -----------------------
+
+NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+LABELS = st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), TEXT, max_size=3)
+
+
+@st.composite
+def containers(draw: st.DrawFn) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": draw(NAMES), "image": draw(TEXT.filter(bool))}
+    if draw(st.booleans()):
+        container["cpu"] = draw(st.integers(1, 64000))
+    if draw(st.booleans()):
+        container["env"] = draw(LABELS)
+    return container
+
+
+@st.composite
+def workloads(draw: st.DrawFn, name: str, nodes: list[str]) -> dict[str, Any]:
+    spec = {
+        "replicas": draw(st.integers(0, 10000)),
+        "containers": draw(st.lists(containers(), min_size=1, max_size=3)),
+    }
+    deps = draw(st.lists(st.sampled_from(nodes), unique=True)) if nodes else []
+    return {
+        "kind": "sim.Workload",
+        "name": name,
+        "spec": spec,
+        "depends_on": [f"sim.Node/{d}" for d in deps],
+        "sla": draw(st.sampled_from(["critical", "standard", "best_effort"])),
+        "ignore_fields": draw(st.lists(st.sampled_from(["labels", "labels.tier"]), unique=True)),
+        "tolerance": draw(st.dictionaries(st.just("replicas"), st.floats(0, 100))),
+    }
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    nodes = draw(st.lists(NAMES, unique=True, max_size=5))
+    names = draw(st.lists(NAMES, unique=True, min_size=1, max_size=5))
+    zones = st.sampled_from(["zone-a", "zone-b"])
+    resources: list[dict[str, Any]] = []
+    for name in nodes:
+        spec = {"zone": draw(zones), "labels": draw(LABELS)}
+        resources.append({"kind": "sim.Node", "name": name, "spec": spec})
+        if draw(st.booleans()):
+            resources[-1]["protected"] = draw(st.booleans())
+    return resources + [draw(workloads(name, nodes)) for name in names]
+
+
+def shuffled(value: Any, rng: random.Random) -> Any:
+    """The same YAML value with every mapping's keys in a random order."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: shuffled(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value
+
+
+def dump(folder: Path, resources: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.iterdir():
+        stale.unlink()
+    (folder / "fleet.yaml").write_text(yaml.safe_dump({"resources": resources}, sort_keys=False))
+    return folder
+
+
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@PROPERTY
+@given(fleet=fleets(), seed=st.integers(0, 2**32))
+def test_a_generated_desired_state_loads_back_and_its_version_ignores_key_order(
+    tmp_path: Path, fleet: list[dict[str, Any]], seed: int
+) -> None:
+    state = load_desired_dir(dump(tmp_path / "a", fleet))
+    loaded = {str(r.key): r for r in state.resources}
+    assert len(loaded) == len(fleet)
+    for raw in fleet:
+        got = loaded[f"{raw['kind']}/{raw['name']}"]
+        model = REGISTRY[raw["kind"]].spec_model
+        assert got.spec == model.model_validate(raw["spec"]).model_dump(mode="json")
+        assert sorted(map(str, got.depends_on)) == sorted(raw.get("depends_on", []))
+        assert got.sla == raw.get("sla", "standard")
+        assert got.protected == raw.get("protected", False)
+        assert list(got.ignore_fields) == raw.get("ignore_fields", [])
+        assert got.tolerance == raw.get("tolerance", {})
+    rng = random.Random(seed)
+    reordered = shuffled(fleet, rng)
+    rng.shuffle(reordered)
+    assert load_desired_dir(dump(tmp_path / "b", reordered)).version == state.version
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.one_of(TEXT, st.integers(), st.booleans()), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+ENTRY_KEYS = st.sampled_from(["kind", "name", "spec", "depends_on", "sla", "protected", "x"])
+ENTRIES = st.dictionaries(ENTRY_KEYS, st.one_of(VALUES, st.sampled_from(["sim.Node", "a/b"])))
+
+
+@PROPERTY
+@given(
+    document=st.one_of(VALUES, st.fixed_dictionaries({"resources": st.lists(ENTRIES)}), st.binary())
+)
+def test_any_document_or_bytes_load_or_are_rejected_cleanly(tmp_path: Path, document: Any) -> None:
+    path = tmp_path / "fuzz.yaml"
+    if isinstance(document, bytes):
+        path.write_bytes(document)
+    else:
+        path.write_text(yaml.safe_dump(document))
+    try:
+        load_desired_dir(path, allow_empty=isinstance(document, bytes))
+    except InvalidDesiredState as error:
+        assert error.problems and all(loc.file == str(path) for loc, _ in error.problems)
