@@ -19,6 +19,10 @@ class ArtifactStore(Protocol):
 
     def get(self, ref: str) -> Any: ...
 
+    def ref(self, name: str) -> str:
+        """The reference ``put(name, ...)`` returns, without writing anything."""
+        ...
+
 
 def _safe(name: str) -> str:
     parts = [p for p in name.split("/") if p not in ("", ".", "..")]
@@ -32,6 +36,9 @@ class FolderArtifacts:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    def ref(self, name: str) -> str:
+        return str(self.root / _safe(name))
 
     def put(self, name: str, data: dict[str, Any] | list[Any]) -> str:
         path = self.root / _safe(name)
@@ -62,8 +69,11 @@ class S3Artifacts:
             self._client = boto3.client("s3")
         return self._client
 
+    def ref(self, name: str) -> str:
+        return f"s3://{self.bucket}/" + "/".join(p for p in (self.prefix, _safe(name)) if p)
+
     def put(self, name: str, data: dict[str, Any] | list[Any]) -> str:
-        key = "/".join(p for p in (self.prefix, _safe(name)) if p)
+        key = self.ref(name).removeprefix(f"s3://{self.bucket}/")
         body = json.dumps(data, separators=(",", ":"), default=str).encode()
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                ContentType="application/json")

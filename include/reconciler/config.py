@@ -55,6 +55,17 @@ class ProviderConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class AlertsConfig(BaseModel):
+    """Where a late cycle or a critical drift is announced (Airflow deadline alerts, paging)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deadline: bool = True  # a DeadlineAlert at cycle_deadline_seconds after the run is queued
+    webhook: StrictStr | None = Field(default=None, min_length=1)  # ${VAR} allowed
+    slack_conn_id: StrictStr | None = None
+    smtp_to: tuple[StrictStr, ...] = ()
+
+
 class TargetConfig(BaseModel):
     """One reconciled fleet: provider, desired-state source, schedule, policy and artifacts."""
 
@@ -67,6 +78,7 @@ class TargetConfig(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     artifacts: StrictStr | None = Field(default=None, min_length=1)
     tags: tuple[_Tag, ...] = ()
+    alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())
 
     @field_validator("name")
     @classmethod

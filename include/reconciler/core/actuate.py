@@ -148,16 +148,24 @@ class Actuator:
     def _rollback(
         self, wave: Wave, results: dict[str, ActionResult], error: str
     ) -> list[ActionResult]:
-        """Undo this wave's completed reversible actions, newest first; keep the original error."""
         by_id = {a.id: a for a in wave.actions}
         done = [by_id[a] for a in reversed(self._completion) if results[a].state == "succeeded"]
-        undo = [a.inverse for a in done if a.reversible and a.inverse is not None]
-        self._emit_cycle("rollback_initiated", {"wave": wave.index, "actions": len(undo),
+        return self.rollback_actions(wave.index, done, error)
+
+    def rollback_actions(
+        self, wave: int, newest_first: Sequence[Action], error: str
+    ) -> list[ActionResult]:
+        """Undo completed reversible actions of a wave, newest first; keep the original error.
+
+        Also used across processes, when a wave's batches ran as separate tasks.
+        """
+        undo = [a.inverse for a in newest_first if a.reversible and a.inverse is not None]
+        self._emit_cycle("rollback_initiated", {"wave": wave, "actions": len(undo),
                                                  "error": error})
         out = []
         for inverse in undo:
             self._total += 1
-            out.append(self._run_action(inverse.model_copy(update={"wave": wave.index})))
+            out.append(self._run_action(inverse.model_copy(update={"wave": wave})))
         return out
 
     def _past_deadline(self) -> bool:

@@ -1,0 +1,9 @@
+"""One reconciliation DAG per target in the targets config ($RECONCILER_CONFIG).
+
+Wiring only: the factory reads the small targets file and builds tasks; the desired state,
+the provider and the state store are touched only when tasks run.
+"""
+
+from reconciler_airflow.factory import build_all
+
+globals().update(build_all())

@@ -1,0 +1,390 @@
+"""One cycle cut into resumable steps for an orchestrator: JSON in, JSON out, state in the store.
+
+Each step is what one Airflow task runs (the DAG only wires them). Steps re-observe rather than
+trust what an earlier task saw (level-triggered), pass artifacts by reference, and are safe to
+re-run: a retried step converges to the same state with no duplicate action.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.artifacts import ArtifactStore, open_artifacts
+from reconciler.config import reconciler_home
+from reconciler.core import breaker as brk
+from reconciler.core.actuate import Actuator
+from reconciler.core.compare import compare
+from reconciler.core.convergence import in_window, judge_pass, within_tolerance
+from reconciler.core.errors import PlanRejected
+from reconciler.core.gate import GateVerdict
+from reconciler.core.model import CycleStatus, Drift, Event, EventType, Outcome, Plan, Snapshot
+from reconciler.core.plan import PlanContext, make_plan
+from reconciler.core.ports import EventSink
+from reconciler.core.sense import SenseOptions, sense
+from reconciler.runtime import LogSink, SystemClock, Target, load_target
+
+__all__ = ["Step", "CycleFacts", "BatchFailed", "batches_for", "cycle_status"]
+
+MAX_MAPPED = 1000  # stays under Airflow's max_map_length (1024)
+
+
+@dataclass
+class Step:
+    """The steps of one cycle of one target (one Airflow run = one correlation id)."""
+
+    target: Target
+    correlation_id: str
+    events: EventSink
+
+    @classmethod
+    def open(cls, target: str, correlation_id: str, events: EventSink | None = None) -> Step:
+        return cls(load_target(target), correlation_id, events or LogSink())
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        where = self.target.config.artifacts or str(reconciler_home() / "artifacts" / self.name)
+        return open_artifacts(where)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def policy(self) -> Any:
+        return self.target.config.policy
+
+    # -- sense / validate / compare -----------------------------------------------------
+
+    def sense(self, label: str, kinds: list[str] | None = None) -> dict[str, Any]:
+        snap = sense(self.target.provider, kinds or list(self.target.kinds()), target=self.name,
+                     correlation_id=self.correlation_id, clock=SystemClock(),
+                     options=SenseOptions(deadline_s=self.policy.sense_deadline_seconds))
+        ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
+                                 snap.model_dump(mode="json"))
+        return {"ref": ref, "completeness": snap.completeness, "fidelity": snap.fidelity,
+                "count": len(snap.resources), "latency_s": snap.latency_s,
+                "kinds": {k: {"completeness": s.completeness, "errors": list(s.errors[:3])}
+                          for k, s in snap.kinds.items()},
+                "complete_enough": snap.completeness >= self.policy.completeness_threshold}
+
+    def snapshot(self, ref: str) -> Snapshot:
+        return Snapshot.model_validate(self.artifacts.get(ref))
+
+    def validate(self, snapshot_ref: str, gate: Any) -> dict[str, Any]:
+        desired = self.target.load_desired()  # raises InvalidDesiredState: fail before any action
+        verdict: GateVerdict = gate.check(self.snapshot(snapshot_ref), desired)
+        return {"passed": verdict.passed, "failures": list(verdict.failures),
+                "suite": verdict.suite, "desired_version": desired.version,
+                "resources": len(desired.resources)}
+
+    def compare(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
+        desired = self.target.load_desired()
+        snap = self.snapshot(snapshot_ref)
+        diff, drift = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
+                              kinds=kinds)
+        ref = self.artifacts.put(f"{self.correlation_id}/diff.json", diff.model_dump(mode="json"))
+        if drift.drifted:
+            self.emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude})
+        return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
+                "desired_version": desired.version,
+                "counts": {"add": len(diff.additions), "modify": len(diff.modifications),
+                           "delete": len(diff.deletions), "conflicts": len(diff.conflicts)}}
+
+    def rules(self) -> Any:
+        from reconciler.kinds import rules_for
+
+        return rules_for(list(self.target.kinds()))
+
+    # -- route ----------------------------------------------------------------------------
+
+    def route(self, drift: dict[str, Any], dry_run: bool = False,
+              reset_breaker: bool = False) -> dict[str, str]:
+        """Where the cycle goes: ``record`` (in sync), ``report`` (look, don't touch),
+        ``plan`` or ``page`` (act; page first when critical)."""
+        d = Drift.model_validate(drift)
+        store = self.target.store
+        if reset_breaker:
+            store.update_breaker(self.name, brk.reset)
+            store.record_operator(self.name, "airflow", "breaker_reset", {},
+                                  self.correlation_id)
+        breaker = store.load_breaker(self.name)
+        if within_tolerance(d, self.policy.tolerance):
+            return {"route": "record", "reason": "in_sync"}
+        if dry_run:
+            return {"route": "report", "reason": "reported"}
+        if not brk.allows_actuation(breaker):
+            return {"route": "report", "reason": "breaker_open"}
+        if not in_window(SystemClock().now(), self.policy.windows):
+            return {"route": "report", "reason": "window_closed"}
+        if d.urgency not in self.policy.auto_apply:
+            return {"route": "report", "reason": "reported"}
+        return {"route": "page" if d.urgency == "critical" else "plan", "reason": d.urgency}
+
+    # -- plan -------------------------------------------------------------------------------
+
+    def plan(self, snapshot_ref: str, pass_no: int, gate_passed: bool = True,
+             kinds: list[str] | None = None) -> dict[str, Any]:
+        """Plan from the latest snapshot, take the target's lease, cut waves into batches."""
+        if not self.target.store.acquire_lease(self.name, self.correlation_id,
+                                               self.policy.cycle_deadline_seconds + 60):
+            raise PlanRejected(["another cycle holds this target's lease"])
+        desired = self.target.load_desired()
+        snap = self.snapshot(snapshot_ref)
+        diff, _ = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
+                          kinds=kinds)
+        ctx = PlanContext(target=self.name, correlation_id=self.correlation_id,
+                          desired_version=desired.version, policy=self.policy,
+                          rules=self.rules(), now=SystemClock().now(),
+                          estimates=self.target.store.duration_estimates(self.name),
+                          allow_deletions=gate_passed)
+        plan = make_plan(diff, snap, ctx)
+        if not plan.validation.ok:
+            raise PlanRejected(list(plan.validation.errors))
+        self.target.store.record_plan(plan, actor="airflow")
+        ref = self.artifacts.put(f"{self.correlation_id}/plan-{pass_no}.json",
+                                 plan.model_dump(mode="json"))
+        summary = {"plan_ref": ref, "hash": plan.hash,
+                   "needs_approval": plan.validation.needs_approval,
+                   "approval_reasons": list(plan.validation.approval_reasons),
+                   "counts": plan.audit.counts, "max_risk": plan.audit.max_risk,
+                   "waves": len(plan.waves)}
+        return {"summary": summary, "batches": batches_for(plan, ref, self.policy.batch_size)}
+
+    def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
+        """A plan for reading only (low urgency, dry run, open breaker): no lease, no actions."""
+        desired = self.target.load_desired()
+        snap = self.snapshot(snapshot_ref)
+        diff, _ = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
+                          kinds=kinds)
+        ctx = PlanContext(target=self.name, correlation_id=self.correlation_id,
+                          desired_version=desired.version, policy=self.policy,
+                          rules=self.rules(), now=SystemClock().now())
+        plan = make_plan(diff, snap, ctx)
+        ref = self.artifacts.put(f"{self.correlation_id}/preview.json",
+                                 plan.model_dump(mode="json"))
+        return {"plan_ref": ref, "hash": plan.hash, "counts": plan.audit.counts,
+                "needs_approval": plan.validation.needs_approval,
+                "errors": list(plan.validation.errors)}
+
+    def load_plan(self, ref: str) -> Plan:
+        return Plan.model_validate(self.artifacts.get(ref))
+
+    # -- actuate ----------------------------------------------------------------------------
+
+    def actuate(self, batch: dict[str, Any]) -> dict[str, int]:
+        """Run one batch of one wave; record every result; fail loudly if an action failed."""
+        plan = self.load_plan(batch["plan_ref"])
+        wave = plan.waves[batch["wave"]]
+        actions = wave.actions[batch["start"]:batch["end"]]
+        sliced = wave.model_copy(update={"actions": actions})
+        one_wave = plan.model_copy(update={"waves": (sliced,)})
+        actuator = self._actuator(no_rollback=True)
+        result = actuator.run(one_wave)
+        self.target.store.record_results(self.name, self.correlation_id, result.results)
+        counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
+        if result.error:
+            raise BatchFailed(f"wave {wave.index + 1} batch {batch['batch']}: {result.error}")
+        return counts
+
+    def wave_status(self, plan_ref: str, wave: int) -> str:
+        """``ready`` when every action of the earlier waves succeeded, ``abort`` once the pass
+        is rolling back, else ``wait``. Batches of one wave run in parallel; waves in order."""
+        plan = self.load_plan(plan_ref)
+        if self._aborted(plan.hash):
+            return "abort"
+        earlier = {a.id for w in plan.waves[:wave] for a in w.actions}
+        if not earlier:
+            return "ready"
+        rows = self.target.store.audit_rows(target=self.name, kind="action",
+                                            correlation_id=self.correlation_id, limit=100_000)
+        done = {r["payload"]["action_id"] for r in rows
+                if r["payload"]["state"] == "succeeded" and not r["payload"].get("rollback")}
+        return "ready" if earlier <= done else "wait"
+
+    def _abort_name(self, plan_hash: str) -> str:
+        return f"{self.correlation_id}/abort-{plan_hash}.json"
+
+    def _aborted(self, plan_hash: str) -> bool:
+        try:
+            self.artifacts.get(self.artifacts.ref(self._abort_name(plan_hash)))
+        except Exception:  # no marker (a missing file or S3 key)
+            return False
+        return True
+
+    def rollback(self, plan_ref: str) -> dict[str, Any]:
+        """Undo the failed wave's completed reversible actions, newest first (all batches),
+        after telling the batches still waiting for their wave to stand down."""
+        plan = self.load_plan(plan_ref)
+        self.artifacts.put(self._abort_name(plan.hash), {"reason": "a batch failed"})
+        rows = self.target.store.audit_rows(target=self.name, kind="action",
+                                            correlation_id=self.correlation_id, limit=100_000)
+        results = [r["payload"] for r in rows if not r["payload"].get("rollback")]
+        failed_waves = sorted({r["wave"] for r in results if r["state"] == "failed"})
+        if not failed_waves:
+            return {"rolled_back": 0, "wave": None}
+        wave = plan.waves[failed_waves[0]]
+        done = {r["action_id"]: r["finished_at"] for r in results
+                if r["state"] == "succeeded" and r["wave"] == wave.index}
+        newest_first = sorted((a for a in wave.actions if a.id in done),
+                              key=lambda a: done[a.id], reverse=True)
+        undo = self._actuator(no_rollback=True).rollback_actions(wave.index, newest_first,
+                                                                   "a batch of this wave failed")
+        self.target.store.record_results(self.name, self.correlation_id, undo)
+        return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
+                "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
+
+    def _actuator(self, no_rollback: bool) -> Actuator:
+        policy = self.policy.model_copy(update={"on_failure": "continue"}) if no_rollback \
+            else self.policy
+        return Actuator(applier=self.target.provider, policy=policy, events=self.events,
+                        clock=SystemClock(), target=self.name,
+                        correlation_id=self.correlation_id)
+
+    # -- verify / continue ------------------------------------------------------------------
+
+    def verify(self, pass_no: int, within_since: float | None, now: float) -> dict[str, Any]:
+        """Re-sense and judge one pass. ``settled`` once within tolerance for settle_seconds."""
+        sensed = self.sense(f"verify-{pass_no}")
+        result = self.compare(sensed["ref"])
+        within = within_tolerance(Drift.model_validate(result["drift"]), self.policy.tolerance)
+        since = (within_since if within_since is not None else now) if within else None
+        settled = within and now - (since or now) >= self.policy.settle_seconds
+        return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
+                "within_since": since, "settled": settled, "pass": pass_no}
+
+    def should_continue(self, drifts: list[dict[str, Any]], pass_no: int,
+                        elapsed_s: float) -> dict[str, Any]:
+        """Before pass ``pass_no`` (>= 2): go on only while drift falls and bounds allow."""
+        history = [Drift.model_validate(d) for d in drifts]
+        verdict = judge_pass(history, policy=self.policy, actuation_ok=True,
+                             past_deadline=elapsed_s >= self.policy.cycle_deadline_seconds,
+                             iteration=pass_no - 1)
+        return {"continue": not verdict.done, "status": verdict.status, "reason": verdict.reason}
+
+    # -- record -------------------------------------------------------------------------------
+
+    def record(self, facts: CycleFacts) -> dict[str, Any]:
+        """Write the outcome, history and breaker; release the lease. Runs whatever happened."""
+        store = self.target.store
+        rows = store.audit_rows(target=self.name, kind="action",
+                                correlation_id=self.correlation_id, limit=100_000)
+        forward = [r["payload"] for r in rows if not r["payload"].get("rollback")]
+        final = _last(facts.verifies) or {}
+        status, error = cycle_status(facts, forward)
+        first = Drift.model_validate(facts.initial_drift or {})
+        outcome = Outcome(
+            target=self.name, correlation_id=self.correlation_id, status=status,
+            converged=status in ("converged", "in_sync"), started_at=facts.started_at,
+            finished_at=SystemClock().now(), iterations=sum(1 for v in facts.verifies if v),
+            actions_succeeded=sum(1 for r in forward if r["state"] == "succeeded"),
+            actions_failed=sum(1 for r in forward if r["state"] == "failed"),
+            actions_skipped=sum(1 for r in forward if r["state"] == "skipped"),
+            initial_drift=first,
+            final_drift=Drift.model_validate(final.get("drift") or facts.initial_drift or {}),
+            desired_version=facts.desired_version, plan_hashes=tuple(facts.plan_hashes),
+            error=error, dry_run=facts.dry_run,
+            requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
+        )
+        store.record_cycle(outcome)
+        if facts.acted:
+            self._breaker_after(outcome)
+        store.release_lease(self.name, self.correlation_id)
+        if status == "converged":
+            self.emit("converged", {"iterations": outcome.iterations})
+        self.emit("cycle_finished", {"status": status})
+        return outcome.model_dump(mode="json")
+
+    def _breaker_after(self, outcome: Outcome) -> None:
+        seen: list[brk.BreakerState] = []
+
+        def step(current: brk.BreakerState) -> brk.BreakerState:
+            seen.append(current)
+            return brk.after_cycle(current, outcome.counts_as_failure,
+                                   self.policy.breaker_failures, SystemClock().now(),
+                                   outcome.error)
+
+        after = self.target.store.update_breaker(self.name, step)
+        if after.state == "open" and seen[-1].state != "open":
+            self.emit("breaker_opened", {"failures": after.consecutive_failures})
+
+    # -- events -------------------------------------------------------------------------------
+
+    def emit(self, kind: EventType, detail: dict[str, Any]) -> None:
+        event = Event(type=kind, target=self.name, correlation_id=self.correlation_id,
+                      at=SystemClock().now(), detail=detail)
+        self.events.emit(event)
+        self.target.store.record_event(event, actor="airflow")
+
+
+@dataclass
+class CycleFacts:
+    """What the record step learns from the run's earlier tasks (their XComs)."""
+
+    started_at: datetime
+    route: dict[str, Any] | None = None
+    initial_drift: dict[str, Any] | None = None
+    desired_version: str = ""
+    verifies: list[dict[str, Any] | None] = field(default_factory=list)
+    stops: list[dict[str, Any] | None] = field(default_factory=list)
+    plan_hashes: list[str] = field(default_factory=list)
+    approval_rejected: bool = False
+    failed_tasks: bool = False
+    dry_run: bool = False
+    invalid: str | None = None
+
+    @property
+    def acted(self) -> bool:
+        return bool(self.plan_hashes) and not self.dry_run
+
+
+def cycle_status(
+    facts: CycleFacts, forward: list[dict[str, Any]]
+) -> tuple[CycleStatus, str | None]:
+    """The cycle's status from what its tasks left behind, most decisive first."""
+    if facts.invalid:
+        return "invalid_input", facts.invalid
+    if facts.route and facts.route["route"] in ("record", "report"):
+        reason = facts.route.get("reason", "reported")
+        return (reason if reason in ("in_sync", "breaker_open", "window_closed") else "reported",
+                None)
+    failed = [r for r in forward if r["state"] == "failed"]
+    if failed:
+        return "failed", f"{failed[0]['action_id']}: {failed[0].get('error')}"
+    if facts.approval_rejected:
+        return "needs_approval", "plan rejected or approval timed out; nothing applied"
+    final = _last(facts.verifies)
+    if final and final.get("settled"):
+        return "converged", None
+    stop = _last(facts.stops)
+    if stop and stop.get("status"):
+        return stop["status"], stop.get("reason")
+    if facts.failed_tasks:
+        return "failed", "a task of this cycle failed"
+    return "max_iterations", "not converged within the passes of this cycle"
+
+
+def _last(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    present = [i for i in items if i]
+    return present[-1] if present else None
+
+
+class BatchFailed(Exception):
+    """A batch had a failed action (after its own retries): let the orchestrator retry it."""
+
+
+def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:
+    """Cut every wave into batches, in wave order; a batch references a slice of the plan
+    artifact, so a 10,000-action plan is a few hundred small XCom entries (<= MAX_MAPPED)."""
+    total = sum(len(w.actions) for w in plan.waves)
+    size = max(batch_size, math.ceil(total / max(1, MAX_MAPPED - len(plan.waves))))
+    out = []
+    for wave in plan.waves:
+        n = len(wave.actions)
+        out += [{"plan_ref": ref, "hash": plan.hash, "wave": wave.index, "batch": b,
+                 "start": start, "end": min(n, start + size),
+                 "label": f"wave {wave.index + 1} batch {b + 1}"}
+                for b, start in enumerate(range(0, n, size))]
+    return out

@@ -1,0 +1,81 @@
+"""Alerts: the deadline-miss callback (runs in the triggerer) and critical-drift paging.
+
+Both go to the target's webhook (``alerts.webhook`` in the targets config, ``${VAR}`` expanded
+when sent, or ``RECONCILER_WEBHOOK_URL``) and, when configured, SMTP through Airflow's provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import urllib.request
+from typing import Any
+
+__all__ = ["deadline_missed", "page_critical", "post_json", "webhook_for"]
+
+log = logging.getLogger(__name__)
+
+
+def webhook_for(configured: str | None) -> str | None:
+    url = os.path.expandvars(configured) if configured else os.environ.get("RECONCILER_WEBHOOK_URL")
+    return url if url and "${" not in url and "$" not in url.split("://", 1)[0] else None
+
+
+def post_json(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> int:
+    """POST JSON; never raises (an alert must not fail the cycle), returns the HTTP status or 0."""
+    body = json.dumps(payload, default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except Exception as exc:  # the URL may embed a token: log the host only
+        host = urllib.request.urlparse(url).hostname
+        log.warning("alert to %s failed: %s", host, type(exc).__name__)
+        return 0
+
+
+async def deadline_missed(target: str, webhook: str | None = None, deadline_s: float = 0,
+                          context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Airflow DeadlineAlert callback: the cycle of ``target`` is running late."""
+    ctx = context or {}
+    run = ctx.get("dag_run") or {}
+    payload = {
+        "event": "deadline_missed", "target": target, "deadline_s": deadline_s,
+        "dag_id": _get(run, "dag_id") or f"reconcile__{target}", "run_id": _get(run, "run_id"),
+        "queued_at": str(_get(run, "queued_at") or ""),
+    }
+    log.warning("reconcile cycle of %s missed its %ss deadline: %s", target, deadline_s, payload)
+    url = webhook_for(webhook)
+    status = await asyncio.to_thread(post_json, url, payload) if url else 0
+    return {"sent": bool(status), "status": status}
+
+
+def page_critical(target: str, correlation_id: str, compared: dict[str, Any],
+                  webhook: str | None = None, smtp_to: tuple[str, ...] = ()) -> int:
+    """Critical drift: page before acting. Returns the webhook status (0 when none)."""
+    drift = compared.get("drift", {})
+    payload = {"event": "critical_drift", "target": target, "correlation_id": correlation_id,
+               "urgency": drift.get("urgency"), "magnitude": drift.get("magnitude"),
+               "counts": compared.get("counts")}
+    log.error("CRITICAL drift on %s: %s", target, payload)
+    if smtp_to:
+        _email(smtp_to, f"[reconciler] critical drift on {target}", json.dumps(payload, indent=2))
+    url = webhook_for(webhook)
+    return post_json(url, payload) if url else 0
+
+
+def _email(to: tuple[str, ...], subject: str, body: str) -> None:
+    try:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook() as hook:
+            hook.send_email_smtp(to=list(to), subject=subject, html_content=f"<pre>{body}</pre>")
+    except Exception as exc:
+        log.warning("email page failed: %s", type(exc).__name__)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)

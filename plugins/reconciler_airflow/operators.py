@@ -1,0 +1,54 @@
+"""The mapped actuation operator: one batch of one wave; later waves defer until their turn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from reconciler_airflow.triggers import WaveReadyTrigger
+
+__all__ = ["ActuateOperator"]
+
+
+class ActuateOperator(BaseOperator):
+    """Apply one batch of a plan wave. Mapped over every batch of a pass, in wave order.
+
+    A batch of wave N runs once all of waves 1..N-1 succeeded; until then it defers to
+    :class:`WaveReadyTrigger` (no worker or pool slot held, so earlier waves always get one).
+    A failed action fails the task, Airflow retries it (done actions come back "unchanged"),
+    and the pass's ``rollback`` task undoes the failed wave and tells waiting batches to skip.
+    """
+
+    ui_color = "#f0e4d0"
+
+    def __init__(self, *, target: str, batch: dict[str, Any], wait_s: float = 900,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.batch, self.wait_s = target, batch, wait_s
+
+    def execute(self, context: Any) -> dict[str, int]:
+        step = self._step()
+        status = step.wave_status(self.batch["plan_ref"], self.batch["wave"])
+        if status == "wait":
+            self.defer(
+                trigger=WaveReadyTrigger(self.target, step.correlation_id, self.batch["plan_ref"],
+                                         self.batch["wave"], timeout_s=self.wait_s),
+                method_name="resume", timeout=timedelta(seconds=self.wait_s + 60))
+        return self.resume(context, {"status": status})
+
+    def resume(self, context: Any, event: dict[str, Any]) -> dict[str, int]:
+        if event.get("status") == "abort":
+            raise AirflowSkipException("an earlier batch failed; this pass is rolling back")
+        if event.get("status") != "ready":
+            raise TimeoutError(f"wave {self.batch['wave'] + 1} never became ready")
+        counts: dict[str, int] = self._step().actuate(self.batch)
+        return counts
+
+    def _step(self) -> Any:
+        from reconciler.pipeline import Step
+        from reconciler_airflow.tasks import correlation_id
+
+        return Step.open(self.target, correlation_id(self.target))

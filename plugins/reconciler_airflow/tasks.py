@@ -1,0 +1,209 @@
+"""Airflow task callables: thin calls into ``reconciler.pipeline``; errors mapped at this edge."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from airflow.sdk import Asset, PokeReturnValue, get_current_context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+__all__ = [
+    "correlation_id", "sense", "validate", "compare", "route", "report", "page", "plan",
+    "approval_gate", "rollback", "verify", "record", "publish",
+    "target_asset",
+]
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def correlation_id(target: str) -> str:
+    """One id per run, shared by every task and retry of it (from the Airflow run id)."""
+    from reconciler.runtime import correlation_id_for_run
+
+    return correlation_id_for_run(target, get_current_context()["run_id"])
+
+
+def _step(target: str) -> Any:
+    from reconciler.pipeline import Step
+
+    return Step.open(target, correlation_id(target))
+
+
+def _fail_on_bad_input(fn: Callable[[], Any]) -> Any:
+    """Bad desired state or config is not worth retrying: fail the task at once, say where."""
+    from reconciler.core.errors import InvalidConfig, InvalidDesiredState, PlanRejected
+
+    try:
+        return fn()
+    except (InvalidDesiredState, InvalidConfig, PlanRejected) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _params() -> dict[str, Any]:
+    return dict(get_current_context()["params"] or {})
+
+
+def _since_run_start() -> float:
+    started = get_current_context()["dag_run"].start_date or datetime.now(UTC)
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def sense(target: str) -> PokeReturnValue:
+    """Re-poke while completeness is below the threshold; at the sense deadline, go on with what
+    was seen (deletions of incomplete kinds are then impossible) and say so."""
+    step = _step(target)
+    kinds = _params().get("only_kinds") or None
+    seen = step.sense("sense", kinds)
+    if seen["complete_enough"]:
+        return PokeReturnValue(is_done=True, xcom_value=seen)
+    if _since_run_start() >= step.policy.sense_deadline_seconds:
+        log.warning("sense deadline reached with completeness %.2f: going on; no deletions for "
+                    "incomplete kinds: %s", seen["completeness"], seen["kinds"])
+        return PokeReturnValue(is_done=True, xcom_value={**seen, "incomplete": True})
+    return PokeReturnValue(is_done=False)
+
+
+def validate(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
+    from reconciler.quality import GxGate
+
+    step = _step(target)
+    pinned = _params().get("desired_version")
+    result = _fail_on_bad_input(lambda: step.validate(sensed["ref"], GxGate(step.policy)))
+    if pinned and pinned != result["desired_version"]:
+        raise AirflowFailException(f"desired_version {pinned} requested, but the source now "
+                                   f"holds {result['desired_version']}")
+    if not result["passed"]:
+        log.warning("quality gate failed (deletions will be blocked): %s", result["failures"])
+    return result
+
+
+def compare(target: str, sensed: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
+    kinds = _params().get("only_kinds") or None
+    return _fail_on_bad_input(lambda: _step(target).compare(sensed["ref"], kinds))
+
+
+def route(target: str, compared: dict[str, Any]) -> list[str]:
+    params = _params()
+    decision = _step(target).route(compared["drift"], dry_run=bool(params.get("dry_run")),
+                                   reset_breaker=bool(params.get("reset_breaker")))
+    get_current_context()["ti"].xcom_push(key="decision", value=decision)
+    return {"record": ["record"], "report": ["report"], "plan": ["pass_1.plan"],
+            "page": ["page", "pass_1.plan"]}[decision["route"]]
+
+
+def report(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
+    return _step(target).preview(sensed["ref"])
+
+
+def page(target: str, compared: dict[str, Any]) -> int:
+    from reconciler_airflow.alerts import page_critical
+
+    alerts = _step(target).target.config.alerts
+    return page_critical(target, correlation_id(target), compared, alerts.webhook,
+                         alerts.smtp_to)
+
+
+def _keep_going(target: str, pass_no: int) -> dict[str, Any]:
+    """Pass 1 runs once routed here; later passes only while the previous pass did not settle,
+    the drift keeps falling and the deadline and iteration bound allow."""
+    if pass_no == 1:
+        return {"continue": True, "status": None, "reason": ""}
+    ti = get_current_context()["ti"]
+    verified = [ti.xcom_pull(task_ids=f"pass_{i}.verify") for i in range(1, pass_no)]
+    last = verified[-1]
+    if not last or last.get("settled"):
+        return {"continue": False, "status": None, "reason": "previous pass settled"}
+    initial = ti.xcom_pull(task_ids="compare")
+    drifts = [initial["drift"], *[v["drift"] for v in verified if v]]
+    return dict(_step(target).should_continue(drifts, pass_no, _since_run_start()))
+
+
+def plan(target: str, pass_no: int, validated: dict[str, Any]) -> list[dict[str, Any]]:
+    """Plan from the freshest snapshot; return the batches to map over (every wave, in order)."""
+    ti = get_current_context()["ti"]
+    decision = _keep_going(target, pass_no)
+    ti.xcom_push(key="decision", value=decision)
+    if not decision["continue"]:
+        raise AirflowSkipException(f"pass {pass_no} not needed: {decision['reason']}")
+    source = ti.xcom_pull(task_ids="sense") if pass_no == 1 else \
+        ti.xcom_pull(task_ids=f"pass_{pass_no - 1}.verify")
+    ref = source["ref"] if pass_no == 1 else source["snapshot_ref"]
+    kinds = _params().get("only_kinds") or None
+    result = _fail_on_bad_input(
+        lambda: _step(target).plan(ref, pass_no, bool(validated["passed"]), kinds))
+    ti.xcom_push(key="summary", value=result["summary"])
+    return list(result["batches"])
+
+
+def approval_gate(pass_no: int) -> str:
+    summary = get_current_context()["ti"].xcom_pull(task_ids=f"pass_{pass_no}.plan",
+                                                     key="summary")
+    return f"pass_{pass_no}.approve" if summary["needs_approval"] else f"pass_{pass_no}.actuate"
+
+
+def rollback(target: str, pass_no: int) -> dict[str, Any]:
+    summary = get_current_context()["ti"].xcom_pull(task_ids=f"pass_{pass_no}.plan",
+                                                     key="summary")
+    return _step(target).rollback(summary["plan_ref"])
+
+
+def verify(target: str, pass_no: int) -> PokeReturnValue:
+    """Re-sense until within tolerance and stable for the settling period, or not within it."""
+    step = _step(target)
+    state_name = f"{step.correlation_id}/verify-{pass_no}-state.json"
+    try:
+        since = step.artifacts.get(step.artifacts.ref(state_name)).get("within_since")
+    except Exception:  # first poke: no state yet (a missing file or S3 key)
+        since = None
+    result = step.verify(pass_no, since, time.time())
+    step.artifacts.put(state_name, {"within_since": result["within_since"]})
+    done = result["settled"] or not result["within"]
+    return PokeReturnValue(is_done=done, xcom_value=result if done else None)
+
+
+def record(target: str, max_iterations: int) -> dict[str, Any]:
+    from reconciler.pipeline import CycleFacts
+
+    ctx = get_current_context()
+    ti = ctx["ti"]
+    passes = range(1, max_iterations + 1)
+    compared = ti.xcom_pull(task_ids="compare") or {}
+    facts = CycleFacts(
+        started_at=ctx["dag_run"].start_date or datetime.now(UTC),
+        route=ti.xcom_pull(task_ids="route", key="decision"),
+        initial_drift=compared.get("drift"),
+        desired_version=compared.get("desired_version", ""),
+        verifies=[ti.xcom_pull(task_ids=f"pass_{i}.verify") for i in passes],
+        stops=[ti.xcom_pull(task_ids=f"pass_{i}.plan", key="decision") for i in passes],
+        plan_hashes=[p["hash"] for i in passes
+                     if (p := ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary"))],
+        approval_rejected=any(_rejected(ti.xcom_pull(task_ids=f"pass_{i}.approve"))
+                              for i in passes),
+        dry_run=bool(_params().get("dry_run")),
+        invalid=None if compared else "the cycle stopped before compare (see validate)",
+    )
+    return _step(target).record(facts)
+
+
+def _rejected(answer: dict[str, Any] | None) -> bool:
+    return bool(answer) and "Approve" not in (answer or {}).get("chosen_options", [])
+
+
+def publish(target: str, recorded: dict[str, Any]) -> None:
+    """Emit the target's asset event only when the cycle converged."""
+    if not recorded.get("converged"):
+        raise AirflowSkipException(f"cycle ended {recorded.get('status')}: no asset event")
+    events = get_current_context()["outlet_events"]
+    events[target_asset(target)].extra = {
+        "status": recorded["status"], "correlation_id": recorded["correlation_id"],
+        "desired_version": recorded["desired_version"]}
+
+
+def target_asset(target: str) -> Asset:
+    """The asset a target's converged cycles update (downstream DAGs can schedule on it)."""
+    return Asset(name=f"reconciler__{target}", uri=f"reconciler://{target}")
