@@ -66,6 +66,15 @@ class AlertsConfig(BaseModel):
     smtp_to: tuple[StrictStr, ...] = ()
 
 
+class AirflowOptions(BaseModel):
+    """How the target's DAG retries its tasks (Airflow's own retries, on top of per-action ones)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retries: int = Field(default=2, ge=2, le=10)
+    retry_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+
 class TargetConfig(BaseModel):
     """One reconciled fleet: provider, desired-state source, schedule, policy and artifacts."""
 
@@ -79,6 +88,7 @@ class TargetConfig(BaseModel):
     artifacts: StrictStr | None = Field(default=None, min_length=1)
     tags: tuple[_Tag, ...] = ()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())
+    airflow: AirflowOptions = Field(default_factory=lambda: AirflowOptions())
 
     @field_validator("name")
     @classmethod

@@ -9,7 +9,6 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (
     DAG,
     AsyncCallback,
@@ -25,7 +24,7 @@ from airflow.sdk import (
 from reconciler.config import TargetConfig, config_path, load_config_lenient
 from reconciler.core.errors import InvalidConfig
 from reconciler_airflow import tasks
-from reconciler_airflow.operators import ActuateOperator
+from reconciler_airflow.operators import ActuateOperator, PlanApproval
 
 __all__ = ["build_all", "build_dag", "dag_id", "pool_name", "schedule_for",
            "ReconcilerConfigWarning"]
@@ -86,7 +85,9 @@ def schedule_for(target: str, schedule: str | None) -> tuple[Any, datetime]:
 
 
 def _default_args(cfg: TargetConfig) -> dict[str, Any]:
-    return {"owner": "reconciler", "retries": 2, "retry_delay": timedelta(seconds=5),
+    a = cfg.airflow
+    return {"owner": "reconciler", "retries": a.retries,
+            "retry_delay": timedelta(seconds=a.retry_delay_seconds),
             "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=5)}
 
 
@@ -159,8 +160,9 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validated: Any) -> tup
     planned = task(tasks.plan, task_id="plan")(name, pass_no, validated)
     previous >> planned
     gate = task.branch(tasks.approval_gate, task_id="gate")(pass_no)
-    approve = ApprovalOperator(
-        task_id="approve", subject=f"Approve the reconcile plan for {name} (pass {pass_no})",
+    approve = PlanApproval(
+        target=name, pass_no=pass_no, task_id="approve",
+        subject=f"Approve the reconcile plan for {name} (pass {pass_no})",
         body=_approval_body(pass_no), defaults="Reject",
         response_timeout=timedelta(seconds=policy.cycle_deadline_seconds))
     actuate = ActuateOperator.partial(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from reconciler_airflow.triggers import WaveReadyTrigger
 
-__all__ = ["ActuateOperator"]
+__all__ = ["ActuateOperator", "PlanApproval"]
 
 
 class ActuateOperator(BaseOperator):
@@ -48,7 +49,41 @@ class ActuateOperator(BaseOperator):
         return counts
 
     def _step(self) -> Any:
-        from reconciler.pipeline import Step
         from reconciler_airflow.tasks import correlation_id
 
-        return Step.open(self.target, correlation_id(self.target))
+        return self._open(self.target, correlation_id(self.target))
+
+    @staticmethod
+    def _open(target: str, cid: str) -> Any:
+        from reconciler.pipeline import Step
+
+        return Step.open(target, cid)
+
+
+class PlanApproval(ApprovalOperator):
+    """Airflow's approval step, plus a record of the decision: an XCom ``decision`` for the
+    cycle's outcome and an audit row naming who approved or rejected which plan."""
+
+    def __init__(self, *, target: str, pass_no: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.pass_no = target, pass_no
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        chosen = list(event.get("chosen_options") or [])
+        user = event.get("responded_by_user") or {}
+        decision = {"approved": self.APPROVE in chosen, "timed_out": bool(event.get("timedout")),
+                    "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else None}
+        context["ti"].xcom_push(key="decision", value=decision)
+        self._audit(context, decision)
+        return super().execute_complete(context, event)
+
+    def _audit(self, context: Any, decision: dict[str, Any]) -> None:
+        from reconciler_airflow.tasks import correlation_id
+
+        cid = correlation_id(self.target)
+        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
+        step = ActuateOperator._open(self.target, cid)
+        step.target.store.record_operator(
+            self.target, f"airflow:{decision['by'] or 'unknown'}",
+            "plan_approved" if decision["approved"] else "plan_rejected",
+            {"plan_hash": (summary or {}).get("hash"), "timed_out": decision["timed_out"]}, cid)

@@ -182,16 +182,20 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
         stops=[ti.xcom_pull(task_ids=f"pass_{i}.plan", key="decision") for i in passes],
         plan_hashes=[p["hash"] for i in passes
                      if (p := ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary"))],
-        approval_rejected=any(_rejected(ti.xcom_pull(task_ids=f"pass_{i}.approve"))
-                              for i in passes),
+        approval_rejected=any(
+            (d := ti.xcom_pull(task_ids=f"pass_{i}.approve", key="decision")) and not d["approved"]
+            for i in passes),
         dry_run=bool(_params().get("dry_run")),
         invalid=None if compared else "the cycle stopped before compare (see validate)",
     )
-    return _step(target).record(facts)
+    outcome = _step(target).record(facts)
+    if outcome["status"] in FAILING:
+        # recorded first; now fail the run so the grid, deadline alerts and on-call see it
+        raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")
+    return outcome
 
 
-def _rejected(answer: dict[str, Any] | None) -> bool:
-    return bool(answer) and "Approve" not in (answer or {}).get("chosen_options", [])
+FAILING = ("failed", "no_progress", "deadline", "max_iterations", "invalid_input")
 
 
 def publish(target: str, recorded: dict[str, Any]) -> None:

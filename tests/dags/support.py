@@ -1,0 +1,106 @@
+"""Helpers for dag.test() runs: fleets, outcomes, a loopback webhook, a REST approver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.dags.conftest import STATE
+
+
+def fleet(target: str) -> Any:
+    from reconciler.providers.simulated import SimulatedProvider
+
+    return SimulatedProvider(STATE / f"{target}-sim.db")
+
+
+def seed(target: str) -> Any:
+    from reconciler.desired import load_desired
+    from reconciler.providers.simulated import seed_demo
+    from tests.dags.conftest import HOME
+
+    sim = fleet(target)
+    for r in sim.resources():
+        sim.delete(r.key.kind, r.key.name)
+    seed_demo(sim, load_desired(HOME / "desired" / target))
+    return sim
+
+
+def store() -> Any:
+    from reconciler.store import open_store
+
+    return open_store()
+
+
+def last_outcome(target: str) -> Any:
+    return store().recent_cycles(target, 1)[0]
+
+
+def run(dagbag: Any, target: str, conf: dict[str, Any] | None = None) -> tuple[Any, dict[str, str]]:
+    """Run one cycle with dag.test(); return the DagRun and each task's state by id."""
+    dag = dagbag.dags[f"reconcile__{target}"]
+    dr = dag.test(run_conf=conf or {})
+    states = {}
+    for ti in dr.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        states[key] = ti.state
+    return dr, states
+
+
+class Webhook:
+    """A loopback HTTP endpoint that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Approver(threading.Thread):
+    """Answers the first pending approval through Airflow's REST API (PATCH hitlDetails)."""
+
+    def __init__(self, choice: str, timeout_s: float = 120) -> None:
+        super().__init__(daemon=True)
+        self.choice, self.timeout_s = choice, timeout_s
+        self.answered: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def run(self) -> None:
+        from airflow.api_fastapi.app import create_app
+        from fastapi.testclient import TestClient
+
+        client = TestClient(create_app())
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline and self.answered is None:
+            listing = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails")
+            for item in listing.json().get("hitl_details", []):
+                if item.get("response_received"):
+                    continue
+                ti = item["task_instance"]
+                url = (f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                       f"{ti['task_id']}/{ti['map_index']}/hitlDetails")
+                answer = client.patch(url, json={"chosen_options": [self.choice]})
+                if answer.status_code != 200:
+                    self.error = f"{answer.status_code}: {answer.text}"
+                    return
+                self.answered = answer.json()
+            time.sleep(0.5)

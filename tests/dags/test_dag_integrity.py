@@ -1,0 +1,107 @@
+"""One cached DagBag: imports, shape, retries, pools, params, and no heavy imports at parse."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.dags.conftest import ROOT, TARGET_POLICIES
+
+HEAVY = {"boto3", "botocore", "great_expectations", "pandas"}
+
+
+def test_no_import_errors_and_one_dag_per_target(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {f"reconcile__{t}" for t in TARGET_POLICIES}
+
+
+def test_every_dag_has_tags_retries_and_a_single_active_run(dagbag):
+    for dag in dagbag.dags.values():
+        assert "reconciler" in dag.tags
+        assert dag.max_active_runs == 1 and not dag.catchup
+        for t in dag.tasks:
+            assert t.retries >= 2, t.task_id
+            assert t.retry_exponential_backoff, t.task_id
+
+
+def test_every_pool_a_task_names_is_known(dagbag):
+    assert not [w for w in dagbag.dag_warnings if "pool" in str(w).lower()]
+    pools = {t.pool for d in dagbag.dags.values() for t in d.tasks}
+    assert pools <= {"default_pool", *(f"reconciler__{t}" for t in TARGET_POLICIES)}
+    actuate = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")
+    assert actuate.pool == "reconciler__sim"
+
+
+def test_manual_trigger_params(dagbag):
+    params = dagbag.dags["reconcile__sim"].params
+    assert set(params.keys()) == {"dry_run", "only_kinds", "reset_breaker", "desired_version"}
+    assert params["dry_run"] is False
+
+
+def test_the_shape_of_a_cycle(dagbag):
+    dag = dagbag.dags["reconcile__sim"]
+    ids = {t.task_id for t in dag.tasks}
+    assert {"sense", "validate", "compare", "route", "report", "page", "record", "publish"} <= ids
+    assert {f"pass_{i}.{s}" for i in (1, 2, 3) for s in
+            ("plan", "gate", "approve", "actuate", "rollback", "verify")} <= ids
+    assert dag.get_task("sense").mode == "reschedule"
+    assert dag.get_task("record").trigger_rule == "all_done"
+    assert dag.get_task("publish").outlets
+
+
+def test_interval_schedules_get_a_stable_per_target_jitter():
+    from reconciler_airflow.factory import START, schedule_for
+
+    sched, start = schedule_for("a", "10m")
+    assert sched.total_seconds() == 600 and START <= start < START.replace(minute=10)
+    assert schedule_for("a", "10m") == schedule_for("a", "10m")
+    assert schedule_for("a", "*/5 * * * *")[0].endswith("-59/5 * * * *")
+    assert schedule_for("a", "0 3 * * *")[0] == "0 3 * * *"
+
+
+def test_dag_files_and_plugins_import_nothing_heavy_at_module_level():
+    for path in [*(ROOT / "dags").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not {n.split(".")[0] for n in names} & HEAVY, (path, names)
+
+
+def test_a_bad_target_is_a_warning_and_the_others_still_load(tmp_path: Path):
+    config = tmp_path / "targets.yaml"
+    config.write_text(textwrap.dedent("""\
+        targets:
+          good:
+            provider: {type: simulated}
+            desired: /nowhere
+          bad:
+            provider: {type: nope}
+            desired: /nowhere
+        """))
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        sys.path.insert(0, {str(ROOT / 'plugins')!r})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from reconciler_airflow.factory import build_all
+            dags = build_all({str(config)!r})
+        print(sorted(dags))
+        print([str(w.message) for w in caught if "reconciler" in str(w.message)])
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "['reconcile__good']" in out.stdout and "target 'bad' skipped" in out.stdout
+
+
+def test_an_unreadable_config_builds_no_dags_but_imports(tmp_path: Path):
+    config = tmp_path / "targets.yaml"
+    config.write_text("targets: [unclosed\n")
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r});"
+            f"from reconciler_airflow.factory import build_all; print(build_all({str(config)!r}))")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "{}", out.stderr[-2000:]

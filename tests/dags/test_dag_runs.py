@@ -1,0 +1,133 @@
+"""Whole cycles through dag.test() (one pytest process: the first run pays Airflow's warm-up)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.dags import support
+from tests.dags.conftest import HOME
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture()
+def webhook():
+    hook = support.Webhook()
+    os.environ["RECONCILER_TEST_WEBHOOK"] = hook.url
+    yield hook
+    hook.close()
+
+
+def test_no_drift_skips_actuation(dagbag):
+    sim = support.seed("sim")
+    calls = sim.stats.apply_calls
+    dr, states = support.run(dagbag, "sim")
+    assert dr.state == "success"
+    assert states["route"] == "success" and states["record"] == "success"
+    assert states["pass_1.plan"] == "skipped" and states["report"] == "skipped"
+    assert states["publish"] == "success"  # in sync counts as converged: asset event
+    assert support.last_outcome("sim").status == "in_sync"
+    assert support.fleet("sim").stats.apply_calls == calls == 0
+
+
+def test_drift_converges_and_leaves_unowned_alone(dagbag):
+    sim = support.seed("sim")
+    sim.delete("sim.Node", "node-a2")  # high: a missing node
+    sim.put("sim.Node", "orphan", {"pool": "default"})  # ours, not desired: deleted
+    sim.put("sim.Node", "by-hand", {"pool": "default"}, managed=False)  # not ours: left alone
+    unowned = [r for r in sim.resources() if not r.managed]
+    dr, states = support.run(dagbag, "sim")
+    assert dr.state == "success", states
+    outcome = support.last_outcome("sim")
+    assert outcome.status == "converged" and outcome.final_drift.drifted == 0
+    assert outcome.actions_succeeded > 0 and outcome.actions_failed == 0
+    assert [r for r in support.fleet("sim").resources() if not r.managed] == unowned
+    assert states["pass_1.actuate[0]"] == "success" and states["pass_2.plan"] == "skipped"
+    dr, states = support.run(dagbag, "sim")
+    assert support.last_outcome("sim").status == "in_sync"
+
+
+def test_critical_drift_pages_then_acts(dagbag, webhook):
+    sim = support.seed("sim")
+    sim.delete("sim.Workload", "checkout")  # sla: critical
+    dr, states = support.run(dagbag, "sim")
+    assert states["page"] == "success" and dr.state == "success"
+    assert [b["event"] for b in webhook.bodies] == ["critical_drift"]
+    assert webhook.bodies[0]["urgency"] == "critical"
+    assert support.fleet("sim").get("sim.Workload", "checkout") is not None
+
+
+def test_dry_run_actuates_nothing(dagbag):
+    sim = support.seed("sim")
+    sim.delete("sim.Node", "node-a2")
+    dr, states = support.run(dagbag, "sim", {"dry_run": True})
+    assert states["report"] == "success" and states["pass_1.plan"] == "skipped"
+    assert support.fleet("sim").get("sim.Node", "node-a2") is None
+    assert support.last_outcome("sim").status == "reported"
+
+
+@pytest.mark.parametrize(("choice", "status"), [("Approve", "converged"),
+                                                 ("Reject", "needs_approval")])
+def test_a_plan_past_the_blast_radius_waits_for_a_human(dagbag, choice, status):
+    sim = support.seed("gated")
+    sim.put("sim.Node", "stray", {"pool": "default"})
+    approver = support.Approver(choice)
+    approver.start()
+    dr, states = support.run(dagbag, "gated")
+    approver.join(5)
+    assert approver.error is None and approver.answered, approver.error
+    assert states["pass_1.approve"] == "success"
+    assert support.last_outcome("gated").status == status
+    gone = support.fleet("gated").get("sim.Node", "stray") is None
+    assert gone == (choice == "Approve")
+
+
+def test_a_failed_batch_rolls_back_and_the_breaker_counts_it(dagbag):
+    from reconciler.providers.simulated import Faults
+
+    sim = support.seed("flaky")
+    sim.delete("sim.Node", "node-a2")
+    sim.delete("sim.Node", "node-b1")
+    sim.faults = Faults(fail_actions=frozenset({"sim.Node/node-b1"}))
+    _enable_faults("flaky", {"fail_actions": ["sim.Node/node-b1"]})
+    try:
+        dr, states = support.run(dagbag, "flaky")
+    finally:
+        _enable_faults("flaky", None)
+    assert dr.state == "failed"
+    assert states["pass_1.rollback"] == "success"
+    assert support.fleet("flaky").get("sim.Node", "node-a2") is None  # created, then undone
+    outcome = support.last_outcome("flaky")
+    assert outcome.status == "failed" and outcome.actions_failed >= 1
+    assert support.store().load_breaker("flaky").consecutive_failures == 1
+
+
+def test_bad_desired_state_fails_validate_with_file_and_line(dagbag):
+    support.seed("broken")
+    bad = HOME / "desired" / "broken" / "zz-bad.yaml"
+    bad.write_text("resources:\n  - kind: sim.Node\n    name: x\n    spec: {replicas: 3}\n")
+    history = len(support.store().recent_cycles("broken"))
+    calls = support.fleet("broken").stats.apply_calls
+    try:
+        dr, states = support.run(dagbag, "broken")
+    finally:
+        bad.unlink()
+    assert states["validate"] == "failed" and dr.state == "failed"
+    assert states["pass_1.plan"] in ("upstream_failed", "skipped")
+    assert support.fleet("broken").stats.apply_calls == calls
+    assert len(support.store().recent_cycles("broken")) == history + 1
+    assert support.last_outcome("broken").status == "invalid_input"
+
+
+def _enable_faults(target: str, fail_actions: dict[str, object] | None) -> None:
+    """Switch the target's provider faults in the targets file (tasks re-read it each run)."""
+    from tests.dags.conftest import TARGETS
+
+    text = TARGETS.read_text()
+    marker = f'state: "{support.STATE}/{target}-sim.db"'
+    faults = f', faults: {{fail_actions: {fail_actions["fail_actions"]}}}' if fail_actions else ""
+    lines = [line.split(marker)[0] + marker + faults + "}}" if marker in line else line
+             for line in text.splitlines()]
+    TARGETS.write_text("\n".join(lines) + "\n")
