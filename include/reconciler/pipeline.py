@@ -285,7 +285,8 @@ class Step:
             initial_drift=first,
             final_drift=Drift.model_validate(final.get("drift") or facts.initial_drift or {}),
             desired_version=facts.desired_version, plan_hashes=tuple(facts.plan_hashes),
-            error=error, dry_run=facts.dry_run,
+            error=error, dry_run=facts.dry_run, trigger=facts.trigger,
+            interval_start=facts.interval_start,
             requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
         )
         store.record_cycle(outcome)
@@ -334,6 +335,8 @@ class CycleFacts:
     failed_tasks: bool = False
     dry_run: bool = False
     invalid: str | None = None
+    trigger: str = "manual"
+    interval_start: datetime | None = None
 
     @property
     def acted(self) -> bool:

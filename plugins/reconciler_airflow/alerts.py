@@ -38,8 +38,11 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> int:
 
 
 async def deadline_missed(target: str, webhook: str | None = None, deadline_s: float = 0,
-                          context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Airflow DeadlineAlert callback: the cycle of ``target`` is running late."""
+                          context: dict[str, Any] | None = None) -> str:
+    """Airflow DeadlineAlert callback: the cycle of ``target`` is running late.
+
+    Returns a short string: Airflow stores the result in a text column (a dict crashes the
+    triggerer on SQLite)."""
     ctx = context or {}
     run = ctx.get("dag_run") or {}
     payload = {
@@ -50,7 +53,7 @@ async def deadline_missed(target: str, webhook: str | None = None, deadline_s: f
     log.warning("reconcile cycle of %s missed its %ss deadline: %s", target, deadline_s, payload)
     url = webhook_for(webhook)
     status = await asyncio.to_thread(post_json, url, payload) if url else 0
-    return {"sent": bool(status), "status": status}
+    return f"webhook status {status}" if url else "no webhook configured"
 
 
 def page_critical(target: str, correlation_id: str, compared: dict[str, Any],

@@ -187,6 +187,8 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
             for i in passes),
         dry_run=bool(_params().get("dry_run")),
         invalid=None if compared else "the cycle stopped before compare (see validate)",
+        trigger=str(ctx["dag_run"].run_type).split(".")[-1].lower(),
+        interval_start=ctx.get("logical_date"),
     )
     outcome = _step(target).record(facts)
     if outcome["status"] in FAILING:

@@ -41,7 +41,7 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "resources_not_list.yaml": (1, "resources", "must be a list"),
     "unknown_resource_field.yaml": (4, "resources[0].replicas", "unknown field"),
     "missing_name.yaml": (4, "resources[1].name", "field required"),
-    "unknown_kind.yaml": (2, "resources[0].kind", "known kinds: sim.Node, sim.Workload"),
+    "unknown_kind.yaml": (2, "resources[0].kind", "unknown kind 'sim.Database'; known kinds:"),
     "wrong_spec_type.yaml": (5, "resources[0].spec.replicas", "valid integer"),
     "spec_not_mapping.yaml": (4, "resources[0].spec", "valid dictionary"),
     "negative_replicas.yaml": (8, "resources[0].spec.replicas", "greater than or equal to 0"),
@@ -199,9 +199,13 @@ def test_a_missing_path_is_rejected(tmp_path: Path) -> None:
     assert "no such file" in rejected(tmp_path / "nope")[0][1]
 
 
-def test_s3_sources_are_rejected_until_supported() -> None:
-    with pytest.raises(InvalidDesiredState):
-        load_desired("s3://bucket/prefix/")
+def test_s3_sources_go_to_the_s3_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.desired import s3_source
+
+    seen: list[str] = []
+    monkeypatch.setattr(s3_source, "load_desired_s3", lambda uri, **kw: seen.append(uri))
+    load_desired("s3://bucket/prefix/")
+    assert seen == ["s3://bucket/prefix/"]  # loading itself: tests/integration/aws
 
 
 def test_an_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:

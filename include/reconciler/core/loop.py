@@ -266,7 +266,7 @@ class _Cycle:
             desired_version=self.req.desired.version,
             plan_hashes=tuple(p.hash for p in self.plans),
             error=error, requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
-            dry_run=self.req.dry_run,
+            dry_run=self.req.dry_run, trigger="cli" if self.req.manual else "manual",
         )
 
     def _emit(self, kind: EventType, detail: dict[str, object]) -> None:

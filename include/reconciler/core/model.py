@@ -383,6 +383,8 @@ class Outcome(Frozen):
     error: str | None = None
     requeue_after_s: float | None = None
     dry_run: bool = False
+    trigger: str = "manual"  # cli | manual | scheduled | backfill | asset_triggered
+    interval_start: datetime | None = None  # the Airflow data interval / logical date, if any
 
     @property
     def counts_as_failure(self) -> bool:
