@@ -103,7 +103,7 @@ class AirflowStack:
         logs.mkdir(parents=True, exist_ok=True)
         for name in names:
             args = name.split()
-            log = open(logs / f"{args[0]}-{len(self.procs)}.out", "wb")  # noqa: SIM115
+            log = open(logs / f"{args[0]}-{len(self.procs)}.out", "wb")
             self.procs[name] = subprocess.Popen(
                 [PYTHON, "-m", "airflow", *args], env=self.env(), stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
