@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -47,10 +48,24 @@ class SystemClock:
 
 
 class LogSink:
-    """Events as structured log lines (Airflow's task log when running under Airflow)."""
+    """Events as structured log lines carrying target, correlation id and action id.
+
+    Under Airflow (which configures structlog) they are structlog events with those as bound
+    fields, so the task log shows them as keys; elsewhere (the CLI) stdlib records with the same
+    fields as attributes, printed only if the caller configured logging.
+    """
 
     def emit(self, event: Event) -> None:
-        log.info("%s", event.type, extra={"event": event.model_dump(mode="json")})
+        # not "target": Airflow's supervisor forwards task log fields as keyword arguments to
+        # _log_to_target(target, ...), and a "target" field crashes the task (TypeError)
+        fields = {"target_name": event.target, "correlation_id": event.correlation_id,
+                  "action_id": event.action_id}
+        detail = event.model_dump(mode="json")["detail"]
+        structlog = sys.modules.get("structlog")  # imported (and configured) by Airflow
+        if structlog is not None and structlog.is_configured():
+            structlog.get_logger("reconciler").bind(**fields).info(event.type, detail=detail)
+            return
+        log.info("%s", event.type, extra={"event": event.model_dump(mode="json"), **fields})
 
 
 class FanOutSink:
@@ -80,6 +95,10 @@ def build_provider(cfg: TargetConfig) -> Provider:
         faults = Faults(**opts.pop("faults", {}))
         Path(state).parent.mkdir(parents=True, exist_ok=True)
         return SimulatedProvider(state, faults=faults, **opts)
+    if cfg.provider.type == "aws":
+        from reconciler.providers.aws import AwsProvider
+
+        return AwsProvider(cfg.name, cfg.provider.options)
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
 
 

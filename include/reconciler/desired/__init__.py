@@ -1,16 +1,18 @@
-"""Desired-state sources: a directory of YAML files (and later a versioned S3 prefix)."""
+"""Desired-state sources: a directory of YAML files or a versioned S3 prefix."""
 
 from reconciler.desired.yaml_source import (
     desired_version,
     find_cycles,
     load_desired,
     load_desired_dir,
+    load_desired_files,
 )
 from reconciler.desired.yamlread import YamlDoc, YamlProblem, parse_yaml, read_yaml
 
 __all__ = [
     "load_desired",
     "load_desired_dir",
+    "load_desired_files",
     "desired_version",
     "find_cycles",
     "YamlDoc",

@@ -33,6 +33,7 @@ from reconciler.desired.yamlread import (
     YamlDoc,
     dotted,
     gc_paused,
+    parse_yaml,
     read_yaml,
     validation_problems,
 )
@@ -41,6 +42,7 @@ from reconciler.kinds import REGISTRY, known_kinds
 __all__ = [
     "load_desired",
     "load_desired_dir",
+    "load_desired_files",
     "desired_version",
     "find_cycles",
     "NAME_PATTERN",
@@ -123,11 +125,44 @@ class _Declared:
 def load_desired(
     source: str | Path, *, now: datetime | None = None, allow_empty: bool = False
 ) -> DesiredState:
-    """Load a target's desired state from a folder/file path (s3:// is not available yet)."""
+    """Load a target's desired state from a folder/file path or an ``s3://bucket/prefix/``."""
     if str(source).startswith("s3://"):
-        unsupported = "s3:// desired-state sources are not available yet"
-        raise InvalidDesiredState([(SourceLocation(str(source)), unsupported)])
+        from reconciler.desired.s3_source import load_desired_s3
+
+        return load_desired_s3(str(source), now=now, allow_empty=allow_empty)
     return load_desired_dir(source, now=now, allow_empty=allow_empty)
+
+
+def load_desired_files(
+    files: Iterable[tuple[str, bytes]],
+    *,
+    source_uri: str,
+    version: str | None = None,
+    now: datetime | None = None,
+    allow_empty: bool = False,
+) -> DesiredState:
+    """Like ``load_desired_dir`` for files already read: ``(name, content)`` pairs.
+
+    ``name`` is what errors and ``source_file`` show; ``version`` defaults to the content hash.
+    """
+    with gc_paused():
+        problems: list[Problem] = []
+        declared: list[_Declared] = []
+        docs = [parse_yaml(data, name) for name, data in files]
+        if not docs and not allow_empty:
+            problems.append((SourceLocation(source_uri), f"no YAML files found; {_EMPTY_HINT}"))
+        for doc in docs:
+            declared.extend(_load_file(doc, allow_empty, problems))
+        problems.extend(_cross_checks(declared))
+        if problems:
+            raise InvalidDesiredState(sorted(problems, key=_problem_order))
+        resources = tuple(sorted((d.resource for d in declared), key=_key_order))
+        return DesiredState(
+            resources=resources,
+            version=version or desired_version(resources),
+            source_uri=source_uri,
+            loaded_at=now or datetime.now(UTC),
+        )
 
 
 def load_desired_dir(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from reconciler.core.kinds import KindRules
-from reconciler.kinds import sim
+from reconciler.kinds import aws, sim
 
 __all__ = ["KindDef", "REGISTRY", "rules_for", "known_kinds"]
 
@@ -23,6 +23,10 @@ class KindDef:
 REGISTRY: dict[str, KindDef] = {
     "sim.Node": KindDef(sim.NodeSpec, sim.NODE_RULES),
     "sim.Workload": KindDef(sim.WorkloadSpec, sim.WORKLOAD_RULES),
+    "ec2.Instance": KindDef(aws.Ec2InstanceSpec, aws.EC2_INSTANCE_RULES),
+    "autoscaling.Group": KindDef(aws.AutoScalingGroupSpec, aws.AUTOSCALING_GROUP_RULES),
+    "ecs.Cluster": KindDef(aws.EcsClusterSpec, aws.ECS_CLUSTER_RULES),
+    "ecs.Service": KindDef(aws.EcsServiceSpec, aws.ECS_SERVICE_RULES),
 }
 
 

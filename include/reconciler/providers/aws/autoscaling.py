@@ -1,0 +1,179 @@
+"""``autoscaling.Group``: node groups, named by the resource name; observe pages, converge one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.kinds.aws import AutoScalingGroupSpec, LaunchTemplateRef
+from reconciler.providers.aws.base import (
+    KindContext,
+    Listing,
+    check_owned,
+    desired_spec,
+    normalised,
+    observed,
+    tag_plan,
+)
+from reconciler.providers.aws.errors import AwsPermanentError
+from reconciler.providers.aws.tags import (
+    ownership_of,
+    ownership_tags,
+    tag_dict,
+    user_tags,
+)
+
+__all__ = ["KIND", "AutoScalingGroups"]
+
+KIND = "autoscaling.Group"
+_PAGE = 100  # DescribeAutoScalingGroups returns at most 100 per page
+_OWNERSHIP_PROPAGATES = False  # instances of a group are the group's, not ec2.Instance resources
+
+
+def _spec(group: dict[str, Any]) -> dict[str, Any]:
+    template = group.get("LaunchTemplate") or {}
+    subnets = [s for s in (group.get("VPCZoneIdentifier") or "").split(",") if s]
+    spec: dict[str, Any] = {
+        "launch_template": normalised(LaunchTemplateRef, {
+            "name": template.get("LaunchTemplateName", ""),
+            "version": template.get("Version") or "$Default",
+        }),
+        "min_size": group.get("MinSize", 0),
+        "max_size": group.get("MaxSize", 0),
+        "desired_capacity": group.get("DesiredCapacity", 0),
+        "availability_zones": sorted(set(group.get("AvailabilityZones") or ())),
+        "tags": user_tags(tag_dict(group.get("Tags"))),
+        "instances": len(group.get("Instances") or ()),  # provider-only
+    }
+    if subnets:
+        spec["subnet_ids"] = sorted(set(subnets))
+    return spec
+
+
+class AutoScalingGroups:
+    """One target's auto scaling groups."""
+
+    kind = KIND
+
+    def __init__(self, ctx: KindContext) -> None:
+        self.ctx = ctx
+        self.call = ctx.caller.call
+
+    def observe(self, timeout_s: float) -> Observation:
+        listing = Listing(KIND)
+        deadline = self.ctx.caller.deadline(timeout_s)
+        page_size = min(_PAGE, self.ctx.options.page_size)
+        try:
+            for page in self.ctx.caller.pages("autoscaling", "describe_auto_scaling_groups",
+                                              deadline, page_size=page_size):
+                for group in page.get("AutoScalingGroups", ()):
+                    self._add(listing, group)
+                listing.done += 1
+        except ReconcilerError as exc:
+            listing.failed(exc)
+        return listing.observation()
+
+    def _add(self, listing: Listing, group: dict[str, Any]) -> None:
+        if group.get("Status"):  # "Delete in progress": already on its way out
+            return
+        owner = ownership_of(tag_dict(group.get("Tags")))
+        name = group["AutoScalingGroupName"]
+        mine = owner.owned_by(self.ctx.target)
+        arn = group.get("AutoScalingGroupARN")
+        listing.add(observed(KIND, name, _spec(group), owner, mine, arn))
+
+    def apply(self, action: Action) -> OperationResult:
+        group = self._get(action.target.name)
+        if action.type == "delete":
+            return self._delete(action, group)
+        spec = desired_spec(action, AutoScalingGroupSpec)
+        if group is None:
+            return self._create(action, spec)
+        adopt = check_owned(self.ctx, action, ownership_of(tag_dict(group.get("Tags"))))
+        return self._converge(action, group, spec, adopt)
+
+    def _get(self, name: str) -> dict[str, Any] | None:
+        found = self.call("autoscaling", "describe_auto_scaling_groups",
+                          AutoScalingGroupNames=[name]).get("AutoScalingGroups", ())
+        live = [g for g in found if g["AutoScalingGroupName"] == name and not g.get("Status")]
+        return live[0] if live else None
+
+    def _tag(self, name: str, key: str, value: str | None = None) -> dict[str, Any]:
+        tag: dict[str, Any] = {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key}
+        if value is not None:
+            tag["Value"] = value
+            tag["PropagateAtLaunch"] = _OWNERSHIP_PROPAGATES
+        return tag
+
+    def _create(self, action: Action, spec: AutoScalingGroupSpec) -> OperationResult:
+        name = action.target.name
+        tags = {**spec.tags, **ownership_tags(self.ctx.target, name,
+                                              bool(action.params.get("protected")))}
+        try:
+            self.call("autoscaling", "create_auto_scaling_group", AutoScalingGroupName=name,
+                      **self._shape(spec), Tags=[self._tag(name, k, v) for k, v in tags.items()])
+        except AwsPermanentError as exc:
+            if exc.code != "AlreadyExists":
+                raise
+            return self._converge_existing(action, spec)  # a lost response: it is there now
+        return "created"
+
+    def _converge_existing(self, action: Action, spec: AutoScalingGroupSpec) -> OperationResult:
+        group = self._get(action.target.name)
+        if group is None:
+            raise PermanentError(f"create {action.target}: AlreadyExists, yet not found")
+        adopt = check_owned(self.ctx, action, ownership_of(tag_dict(group.get("Tags"))))
+        self._converge(action, group, spec, adopt)
+        return "created"
+
+    @staticmethod
+    def _shape(spec: AutoScalingGroupSpec) -> dict[str, Any]:
+        shape: dict[str, Any] = {
+            "LaunchTemplate": {"LaunchTemplateName": spec.launch_template.name,
+                               "Version": spec.launch_template.version},
+            "MinSize": spec.min_size, "MaxSize": spec.max_size,
+            "DesiredCapacity": spec.desired_capacity,
+        }
+        if spec.subnet_ids is not None:
+            shape["VPCZoneIdentifier"] = ",".join(spec.subnet_ids)
+        else:
+            shape["AvailabilityZones"] = list(spec.availability_zones or ())
+        return shape
+
+    def _converge(self, action: Action, group: dict[str, Any], spec: AutoScalingGroupSpec,
+                  adopt: bool) -> OperationResult:
+        name = action.target.name
+        changed = self._sync_tags(action, group, spec, adopt)
+        have = _spec(group)
+        want = spec.model_dump(mode="json")
+        if any(have.get(k) != v for k, v in want.items() if k != "tags"):
+            self.call("autoscaling", "update_auto_scaling_group", AutoScalingGroupName=name,
+                      **self._shape(spec))
+            changed = True
+        return "updated" if changed else "unchanged"
+
+    def _sync_tags(self, action: Action, group: dict[str, Any], spec: AutoScalingGroupSpec,
+                   adopt: bool) -> bool:
+        name = action.target.name
+        to_set, to_remove = tag_plan(self.ctx, action, tag_dict(group.get("Tags")), spec.tags,
+                                     adopt)
+        if to_set:
+            self.call("autoscaling", "create_or_update_tags",
+                      Tags=[self._tag(name, k, v) for k, v in to_set.items()])
+        if to_remove:
+            self.call("autoscaling", "delete_tags", Tags=[self._tag(name, k) for k in to_remove])
+        return bool(to_set or to_remove)
+
+    def _delete(self, action: Action, group: dict[str, Any] | None) -> OperationResult:
+        if group is None:
+            return "unchanged"  # already gone
+        owner = ownership_of(tag_dict(group.get("Tags")))
+        if not owner.owned_by(self.ctx.target):
+            raise PermanentError(f"delete {action.target}: not owned by this target")
+        if owner.protected:
+            raise PermanentError(f"delete {action.target}: protected "
+                                 "(apply protected: false first, then remove it)")
+        self.call("autoscaling", "delete_auto_scaling_group",
+                  AutoScalingGroupName=action.target.name, ForceDelete=True)
+        return "deleted"

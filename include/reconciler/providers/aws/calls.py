@@ -1,0 +1,179 @@
+"""Every AWS call goes through here: counted, translated to engine errors, pages retried."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.errors import ReconcilerError, TemporaryError
+from reconciler.providers.aws.errors import AwsTemporaryError, translate
+from reconciler.providers.aws.session import ClientFactory
+
+__all__ = ["AwsStats", "Caller", "Deadline", "MUTATING_PREFIXES", "is_mutating"]
+
+MAX_PAGES = 10_000  # a listing never loops without a bound
+MUTATING_PREFIXES = (
+    "run_", "create_", "delete_", "update_", "modify_", "start_", "stop_", "terminate_",
+    "register_", "deregister_", "put_", "tag_", "untag_", "set_", "attach_", "detach_",
+)
+_TOKENS = {"ecs": "nextToken"}  # the pagination token's name; "NextToken" elsewhere
+
+
+def is_mutating(operation: str) -> bool:
+    return operation.startswith(MUTATING_PREFIXES)
+
+
+@dataclass
+class AwsStats:
+    """API calls by ``service.operation``; ``mutations`` counts only the calls that write."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    mutations: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    page_retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, name: str, mutating: bool) -> None:
+        with self._lock:
+            self.calls[name] += 1
+            if mutating:
+                self.mutations[name] += 1
+
+    def failed(self, code: str) -> None:
+        with self._lock:
+            self.errors[code or "unknown"] += 1
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def mutating_calls(self) -> int:
+        return sum(self.mutations.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.mutations.clear()
+            self.errors.clear()
+            self.page_retries = 0
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point on the provider's monotonic clock after which no new call starts."""
+
+    at: float
+    clock: Callable[[], float]
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+    @property
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+
+class Caller:
+    """Calls boto3 for one target; raises only TemporaryError / PermanentError (scrubbed)."""
+
+    def __init__(
+        self,
+        factory: ClientFactory,
+        stats: AwsStats,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.factory = factory
+        self.stats = stats
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.scrub = factory.scrub
+        self.options = factory.options
+
+    def deadline(self, timeout_s: float) -> Deadline:
+        return Deadline(self.monotonic() + timeout_s, self.monotonic)
+
+    def call(self, service: str, operation: str, /, *, timeout_s: float | None = None,
+             **kwargs: Any) -> dict[str, Any]:
+        """One call; botocore retries reads itself, writes are never retried here."""
+        mutating = is_mutating(operation)
+        client = self.factory.client(service, timeout_s=timeout_s, mutating=mutating)
+        self.stats.count(f"{service}.{operation}", mutating)
+        try:
+            result: dict[str, Any] = getattr(client, operation)(**kwargs)
+        except Exception as exc:  # every failure is translated, none escapes raw
+            raise self._translated(exc, f"{service}.{operation}") from None
+        return result
+
+    def pages(self, service: str, operation: str, deadline: Deadline, /, *,
+              page_size: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Pages of a boto3 paginator; a failed page is retried with backoff, then raised."""
+        from botocore.paginate import TokenEncoder  # type: ignore[import-untyped]
+
+        token_key = _TOKENS.get(service, "NextToken")
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            config: dict[str, Any] = {}
+            if page_size:
+                config["PageSize"] = page_size
+            if token:
+                config["StartingToken"] = TokenEncoder().encode({token_key: token})
+            page = self._page(service, operation, deadline, kwargs, config)
+            yield page
+            token = page.get(token_key)
+            if not token:
+                return
+
+    def read(self, service: str, operation: str, deadline: Deadline, /,
+             **kwargs: Any) -> dict[str, Any]:
+        """One read of a listing that is not paged, retried like a page."""
+        def once(client: Any) -> dict[str, Any]:
+            result: dict[str, Any] = getattr(client, operation)(**kwargs)
+            return result
+
+        return self._retried(service, operation, deadline, once)
+
+    def _page(self, service: str, operation: str, deadline: Deadline, kwargs: dict[str, Any],
+              config: dict[str, Any]) -> dict[str, Any]:
+        def once(client: Any) -> dict[str, Any]:
+            pager = client.get_paginator(operation).paginate(**kwargs, PaginationConfig=config)
+            page: dict[str, Any] = next(iter(pager))
+            return page
+
+        return self._retried(service, operation, deadline, once)
+
+    def _retried(self, service: str, operation: str, deadline: Deadline,
+                 once: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """Our own backoff on top of botocore's, for reads only; bounded by attempts and time."""
+        what = f"{service}.{operation}"
+        attempts = self.options.page_attempts
+        for attempt in range(1, attempts + 1):
+            if deadline.passed:
+                raise AwsTemporaryError(f"{what}: deadline reached before the read")
+            client = self.factory.client(service, timeout_s=max(deadline.left(), 1.0))
+            self.stats.count(what, False)
+            try:
+                return once(client)
+            except Exception as exc:
+                error = self._translated(exc, what)
+            if not isinstance(error, TemporaryError) or attempt == attempts:
+                raise error
+            with self.stats._lock:
+                self.stats.page_retries += 1
+            self.sleep(min(max(0.0, deadline.left()), _backoff(attempt, error.delay)))
+        raise AwsTemporaryError(f"{what}: no attempts left")  # unreachable: loop raises
+
+    def _translated(self, exc: BaseException, what: str) -> ReconcilerError:
+        error = translate(exc, what, self.scrub)
+        self.stats.failed(getattr(error, "code", ""))
+        return error
+
+
+def _backoff(attempt: int, hint: float | None) -> float:
+    return min(8.0, max(hint or 0.0, 0.25 * 2.0 ** (attempt - 1)))

@@ -1,0 +1,102 @@
+"""``AwsProvider``: the Provider port over boto3 for one target, with call statistics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.providers.aws.autoscaling import AutoScalingGroups
+from reconciler.providers.aws.base import KindContext
+from reconciler.providers.aws.calls import AwsStats, Caller
+from reconciler.providers.aws.ec2 import Ec2Instances
+from reconciler.providers.aws.ecs import EcsClusters
+from reconciler.providers.aws.ecs_services import EcsServices
+from reconciler.providers.aws.session import AwsOptions, ClientFactory, parse_options
+
+__all__ = ["AWS_KINDS", "AwsProvider"]
+
+
+class _Kind(Protocol):
+    kind: str
+
+    def observe(self, timeout_s: float) -> Observation: ...
+    def apply(self, action: Action) -> OperationResult: ...
+
+
+_HANDLERS: tuple[Callable[[KindContext], _Kind], ...] = (
+    Ec2Instances, AutoScalingGroups, EcsClusters, EcsServices,
+)
+AWS_KINDS = frozenset({"ec2.Instance", "autoscaling.Group", "ecs.Cluster", "ecs.Service"})
+
+
+class AwsProvider:
+    """Observes and converges one target's resources, recognised by their ownership tags.
+
+    ``options`` are the target's ``provider.options`` (see ``AwsOptions``); ``session`` is a
+    ready boto3 session (tests, Airflow). ``sleep``/``monotonic`` drive every wait and
+    deadline, so tests pass a fake clock. ``stats`` counts API calls and mutating calls.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        options: Mapping[str, Any] | AwsOptions | None = None,
+        session: Any = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self.options = parse_options(options)
+        self.stats = AwsStats()
+        self._factory = ClientFactory(self.options, session)
+        self.caller = Caller(self._factory, self.stats, sleep=sleep, monotonic=monotonic)
+        ctx = KindContext(target=target, caller=self.caller, options=self.options)
+        served = set(self.options.kinds or AWS_KINDS)
+        unknown = served - AWS_KINDS
+        if unknown:
+            raise PermanentError(f"aws provider: unknown kinds {sorted(unknown)}")
+        self._kinds: dict[str, _Kind] = {}
+        for make in _HANDLERS:
+            handler = make(ctx)
+            if handler.kind in served:
+                self._kinds[handler.kind] = handler
+
+    @property
+    def region(self) -> str:
+        return self._factory.region
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self._factory.endpoint_url
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._kinds)
+
+    def observe(self, kind: str, timeout_s: float) -> Observation:
+        handler = self._kinds.get(kind)
+        if handler is None:
+            error = f"kind {kind!r} is not served by the aws provider of {self.target}"
+            return Observation(kind=kind, resources=(), completeness=0.0, errors=(error,))
+        try:
+            return handler.observe(timeout_s)
+        except ReconcilerError as exc:
+            message = self._factory.scrub(str(exc))
+            return Observation(kind=kind, resources=(), completeness=0.0, errors=(message,))
+
+    def apply(self, action: Action) -> OperationResult:
+        handler = self._kinds.get(action.target.kind)
+        if handler is None:
+            raise PermanentError(f"{action.target}: kind not served by the aws provider")
+        return handler.apply(action)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client with this target's session and endpoint (for tools and tests)."""
+        return self._factory.client(service)
+
+    def __repr__(self) -> str:
+        inner = repr(self._factory).removeprefix("ClientFactory(")
+        return f"AwsProvider(target={self.target!r}, {inner}"

@@ -1,0 +1,1 @@
+"""Test-only helpers shared by test folders (fault-injecting proxy, ...)."""
