@@ -45,9 +45,23 @@ TARGET_POLICIES = {
 }
 
 
+AWS_DESIRED = ROOT / "include" / "desired" / "aws_demo"
+
+
 def _write_targets() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
-    lines = ["targets:"]
+    lines = ["targets:", textwrap.indent(textwrap.dedent(f"""\
+        cloud:
+          provider:
+            type: aws
+            options: {{endpoint_file: "{STATE}/embedded-aws.url", emulator: true,
+                       region: us-east-1}}
+          desired: {AWS_DESIRED}
+          schedule: "10m"
+          policy: {FAST % ", max_delete_fraction: 0.5"}
+          alerts: {{deadline: false}}
+          airflow: {{retries: 2, retry_delay_seconds: 0.2}}
+        """), "  ")]
     for name, extra in TARGET_POLICIES.items():
         desired = HOME / "desired" / name
         desired.mkdir(parents=True, exist_ok=True)
@@ -81,4 +95,4 @@ def dagbag(airflow_db: Path):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(ROOT / "dags"), known_pools={
-        "default_pool", *(f"reconciler__{t}" for t in TARGET_POLICIES)})
+        "default_pool", "reconciler__cloud", *(f"reconciler__{t}" for t in TARGET_POLICIES)})

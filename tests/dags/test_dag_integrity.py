@@ -15,7 +15,7 @@ HEAVY = {"boto3", "botocore", "great_expectations", "pandas"}
 
 def test_no_import_errors_and_one_dag_per_target(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {f"reconcile__{t}" for t in TARGET_POLICIES}
+    assert set(dagbag.dag_ids) == {f"reconcile__{t}" for t in (*TARGET_POLICIES, "cloud")}
 
 
 def test_every_dag_has_tags_retries_and_a_single_active_run(dagbag):
@@ -30,7 +30,8 @@ def test_every_dag_has_tags_retries_and_a_single_active_run(dagbag):
 def test_every_pool_a_task_names_is_known(dagbag):
     assert not [w for w in dagbag.dag_warnings if "pool" in str(w).lower()]
     pools = {t.pool for d in dagbag.dags.values() for t in d.tasks}
-    assert pools <= {"default_pool", *(f"reconciler__{t}" for t in TARGET_POLICIES)}
+    assert pools <= {"default_pool", "reconciler__cloud",
+                     *(f"reconciler__{t}" for t in TARGET_POLICIES)}
     actuate = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")
     assert actuate.pool == "reconciler__sim"
 

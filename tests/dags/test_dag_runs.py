@@ -49,6 +49,29 @@ def test_drift_converges_and_leaves_unowned_alone(dagbag):
     assert support.last_outcome("sim").status == "in_sync"
 
 
+def test_drift_on_moto_server_converges_and_leaves_unowned_and_protected_alone(dagbag):
+    from reconciler.embedded import MotoProcess, endpoint_file, seed_aws_demo
+
+    with MotoProcess() as moto:
+        endpoint_file().write_text(moto.url + "\n")
+        drift = seed_aws_demo(moto.url, target="cloud")
+        assert any("legacy-batch" in line for line in drift)
+        dr, states = support.run(dagbag, "cloud")
+        assert dr.state == "success", states
+        outcome = support.last_outcome("cloud")
+        assert outcome.status == "converged" and outcome.actions_succeeded >= 3
+        dr, _ = support.run(dagbag, "cloud")
+        assert support.last_outcome("cloud").status == "in_sync"
+        import boto3
+
+        ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        names = [{t["Key"]: t["Value"] for t in i.get("Tags", [])}.get("Name")
+                 for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                 if i["State"]["Name"] != "terminated"]
+        assert "legacy-batch" in names and "ledger-db" in names
+
+
 def test_critical_drift_pages_then_acts(dagbag, webhook):
     sim = support.seed("sim")
     sim.delete("sim.Workload", "checkout")  # sla: critical
