@@ -106,3 +106,25 @@ def test_an_unreadable_config_builds_no_dags_but_imports(tmp_path: Path):
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "{}", out.stderr[-2000:]
+
+
+def test_setup_derives_pools_and_aws_connections_from_the_targets(tmp_path: Path):
+    from reconciler_airflow.setup import connections_for, pools_for
+
+    config = tmp_path / "targets.yaml"
+    config.write_text(textwrap.dedent("""\
+        targets:
+          a:
+            provider: {type: simulated}
+            desired: /nowhere
+            policy: {max_parallel: 16}
+          b:
+            provider: {type: aws, options: {aws_conn_id: aws_prod, region: eu-west-1}}
+            desired: /nowhere
+        """))
+    pools = pools_for(str(config))
+    assert pools["reconciler__a"]["slots"] == 16 and pools["reconciler__b"]["slots"] == 8
+    assert not pools["reconciler__a"]["include_deferred"]
+    conns = connections_for(str(config))
+    assert list(conns) == ["aws_prod"]
+    assert '"region_name": "eu-west-1"' in conns["aws_prod"]["extra"]
