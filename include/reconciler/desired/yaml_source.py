@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from reconciler.core.errors import InvalidDesiredState, SourceLocation
+from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
     DesiredResource,
     DesiredState,
@@ -32,7 +33,6 @@ from reconciler.desired.yamlread import (
     FieldPath,
     YamlDoc,
     dotted,
-    gc_paused,
     parse_yaml,
     read_yaml,
     validation_problems,
