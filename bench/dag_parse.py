@@ -63,6 +63,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "plugins"))
     logging.disable(logging.WARNING)
     import airflow.sdk  # noqa: F401  (the processor has Airflow imported already)
+
     import reconciler_airflow.factory  # noqa: F401  (pre-imported by the processor)
 
     trivial = work / "trivial"
