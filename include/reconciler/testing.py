@@ -73,8 +73,10 @@ class MemoryStore:
         self.cycles[(outcome.target, outcome.correlation_id)] = outcome
 
     def recent_cycles(self, target: str, limit: int = 20) -> Sequence[Outcome]:
-        mine = [o for (t, _), o in self.cycles.items() if t == target]
-        return sorted(mine, key=lambda o: o.started_at, reverse=True)[:limit]
+        """Newest first; ties on ``started_at`` go by insertion order, as the SQL store's id."""
+        mine = [(o.started_at, i, o) for i, ((t, _), o) in enumerate(self.cycles.items())
+                if t == target]
+        return [o for *_, o in sorted(mine, key=lambda x: (x[0], x[1]), reverse=True)][:limit]
 
     def record_plan(self, plan: Plan, actor: str = "reconciler") -> None:
         self.plans.append(plan)

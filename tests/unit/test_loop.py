@@ -182,3 +182,39 @@ def test_history_and_audit_are_recorded_with_the_correlation_id():
     assert rig.store.cycles[("t", cid)].status == "converged"
     assert {p.correlation_id for p in rig.store.plans} == {cid}
     assert rig.store.results and all(r.state == "succeeded" for r in rig.store.results)
+
+
+def test_a_field_another_controller_keeps_reverting_is_left_alone_and_reported():
+    rig = seeded()
+    policy = FAST.model_copy(update={"flap_cycles": 3})
+    statuses = []
+    for _ in range(5):
+        rig.provider.put("sim.Workload", "api", workload(replicas=7))  # an autoscaler's say
+        statuses.append(rig.cycle(FLEET, policy).outcome)
+    assert [o.status for o in statuses] == ["converged"] * 3 + ["in_sync"] * 2
+    assert statuses[2].changed_fields == ("sim.Workload/api:replicas",)
+    assert statuses[3].flapping == ("sim.Workload/api:replicas",)
+    assert statuses[4].flapping == ("sim.Workload/api:replicas",)  # still fighting: still off
+    assert rig.provider.get("sim.Workload", "api").spec["replicas"] == 7
+    assert "oscillation_detected" in rig.events.types()
+
+
+def test_a_suppressed_field_is_released_when_the_fleet_agrees_again():
+    rig = seeded()
+    policy = FAST.model_copy(update={"flap_cycles": 2})
+    for _ in range(3):
+        rig.provider.put("sim.Workload", "api", workload(replicas=7))
+        rig.cycle(FLEET, policy)
+    rig.provider.put("sim.Workload", "api", workload(replicas=2))  # the other side gave up
+    assert rig.cycle(FLEET, policy).outcome.flapping == ()
+    rig.provider.put("sim.Workload", "api", workload(replicas=5))  # a one-off change later
+    outcome = rig.cycle(FLEET, policy).outcome
+    assert outcome.status == "converged" and outcome.changed_fields
+
+
+def test_ignore_fields_resolve_a_fight():
+    rig = seeded()
+    fleet = [r if r.key.name != "api" else r.model_copy(update={"ignore_fields": ("replicas",)})
+             for r in FLEET]
+    rig.provider.put("sim.Workload", "api", workload(replicas=7))
+    assert rig.cycle(fleet, FAST).outcome.status == "in_sync"

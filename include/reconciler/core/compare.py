@@ -43,19 +43,22 @@ def compare(
     rules: KindRegistry,
     policy: Policy,
     kinds: Iterable[str] | None = None,
+    suppress: frozenset[str] = frozenset(),
 ) -> tuple[Diff, Drift]:
     """Diff the desired resources against the snapshot and score the drift.
 
     Only managed resources can be modified or deleted; an unmanaged resource with a desired
     name is a conflict and is never touched, unless ``policy.adopt`` says to take ownership
     of it (an update with ``params["adopt"]``). Only kinds in ``kinds`` (default: every kind
-    observed) are compared.
+    observed) are compared. Field changes named in ``suppress`` (``kind/name:path``, see
+    core.oscillation) are neither drift nor acted on; they are listed in ``Diff.suppressed``.
     """
     scope = set(kinds) if kinds is not None else set(snapshot.kinds)
     observed = {(r.key.kind, r.key.name): r for r in snapshot.resources if r.key.kind in scope}
     additions: list[DesiredResource] = []
     modifications: list[Modification] = []
     conflicts = []
+    suppressed: list[str] = []
     unchanged = 0
     for want in desired:
         if want.key.kind not in scope:
@@ -69,6 +72,8 @@ def compare(
             changes = diff_spec(want.spec, have.spec, _ignored(want, policy), _slack(want, policy))
             if not have.managed:  # adopt: taking ownership is itself a change
                 changes.append(FieldChange(path=OWNERSHIP_FIELD, before=False, after=True))
+            if suppress and changes:
+                changes = _unsuppressed(str(want.key), changes, suppress, suppressed)
             if changes:
                 modifications.append(
                     Modification(key=want.key, changes=tuple(changes), desired=want, observed=have)
@@ -83,8 +88,21 @@ def compare(
         deletions=tuple(deletions),
         unchanged=unchanged,
         conflicts=tuple(conflicts),
+        suppressed=tuple(suppressed),
     )
     return diff, drift_of(diff, rules)
+
+
+def _unsuppressed(key: str, changes: list[FieldChange], suppress: frozenset[str],
+                  suppressed: list[str]) -> list[FieldChange]:
+    keep = []
+    for change in changes:
+        cid = f"{key}:{change.path}"
+        if cid in suppress:
+            suppressed.append(cid)
+        else:
+            keep.append(change)
+    return keep
 
 
 def _ignored(want: DesiredResource, policy: Policy) -> tuple[str, ...]:

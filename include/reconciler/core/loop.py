@@ -23,6 +23,7 @@ from reconciler.core.model import (
     Plan,
     Snapshot,
 )
+from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.core.ports import Clock, EventSink, Provider, SnapshotGate, Store
@@ -85,6 +86,9 @@ class _Cycle:
         self.actuations: list[ActuationResult] = []
         self.first: tuple[Diff, Snapshot] | None = None
         self.drifts: list[Drift] = []
+        self.changed: set[str] = set()
+        self.flapping: set[str] = set()
+        self.suppress = self._fights()
         self.iterations = 0
 
     def run(self) -> CycleReport:
@@ -188,9 +192,18 @@ class _Cycle:
 
     def _compare(self, snap: Snapshot) -> tuple[Diff, Drift]:
         diff, drift = compare(self.req.desired.resources, snap, rules=self.deps.rules,
-                              policy=self.req.policy, kinds=self._kinds())
+                              policy=self.req.policy, kinds=self._kinds(), suppress=self.suppress)
         self.drifts.append(drift)
+        self.flapping.update(diff.suppressed)
         return diff, drift
+
+    def _fights(self) -> frozenset[str]:
+        """Fields another controller keeps reverting (set by us in each of the last cycles)."""
+        n = self.req.policy.flap_cycles
+        if not n:
+            return frozenset()
+        recent = self.deps.store.recent_cycles(self.req.target, n)
+        return flapping([(*o.changed_fields, *o.flapping) for o in recent], n)
 
     def _plan(self, diff: Diff, snap: Snapshot) -> Plan:
         gate = self.deps.gate.check(snap, self.req.desired)
@@ -214,6 +227,7 @@ class _Cycle:
                             deadline=self.deadline)
         result = actuator.run(plan)
         self.actuations.append(result)
+        self.changed.update(changed_fields(plan.actions, result.results))
         self.deps.store.record_results(self.req.target, self.req.correlation_id,
                                        [*result.results, *result.rollback])
         return result
@@ -229,6 +243,9 @@ class _Cycle:
     def _finish(self, status: CycleStatus, *, error: str | None = None, record: bool = True,
                 acted: bool = False) -> CycleReport:
         outcome = self._outcome(status, error)
+        if self.flapping:
+            self._emit("oscillation_detected", {"fields": sorted(self.flapping),
+                                                "hint": "add them to ignore_fields"})
         if record and not self.req.dry_run:
             self.deps.store.record_cycle(outcome)
         if acted:
@@ -267,6 +284,7 @@ class _Cycle:
             plan_hashes=tuple(p.hash for p in self.plans),
             error=error, requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
             dry_run=self.req.dry_run, trigger="cli" if self.req.manual else "manual",
+            changed_fields=tuple(sorted(self.changed)), flapping=tuple(sorted(self.flapping)),
         )
 
     def _emit(self, kind: EventType, detail: dict[str, object]) -> None:

@@ -195,6 +195,7 @@ class Diff(Frozen):
     deletions: tuple[ObservedResource, ...] = ()
     unchanged: int = 0
     conflicts: tuple[ResourceKey, ...] = ()
+    suppressed: tuple[str, ...] = ()  # "kind/name:path" left alone: another controller fights it
 
     @property
     def is_empty(self) -> bool:
@@ -321,6 +322,7 @@ EventType = Literal[
     "drift_detected",
     "converged",
     "breaker_opened",
+    "oscillation_detected",
     "cycle_finished",
 ]
 
@@ -383,6 +385,8 @@ class Outcome(Frozen):
     error: str | None = None
     requeue_after_s: float | None = None
     dry_run: bool = False
+    changed_fields: tuple[str, ...] = ()  # "kind/name:path" this cycle's updates set
+    flapping: tuple[str, ...] = ()  # fields left alone because something keeps reverting them
     trigger: str = "manual"  # cli | manual | scheduled | backfill | asset_triggered
     interval_start: datetime | None = None  # the Airflow data interval / logical date, if any
 

@@ -48,6 +48,7 @@ class Policy(Frozen):
     approve_irreversible: bool = False
     allow_empty_desired: bool = False
     adopt: bool = False
+    flap_cycles: int = Field(default=3, ge=0, le=50)  # 0: never suspect another controller
     batch_size: int = Field(default=50, ge=1, le=10000)
     windows: tuple[Window, ...] = ()
 
