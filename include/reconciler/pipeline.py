@@ -24,7 +24,9 @@ from reconciler.core.model import CycleStatus, Drift, Event, EventType, Outcome,
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.ports import EventSink
 from reconciler.core.sense import SenseOptions, sense
-from reconciler.runtime import LogSink, SystemClock, Target, load_target
+from reconciler.metrics import Metrics
+from reconciler.runtime import FanOutSink, SystemClock, Target, load_target
+from reconciler.sinks import AuditSink, default_sink
 
 __all__ = ["Step", "CycleFacts", "BatchFailed", "batches_for", "cycle_status"]
 
@@ -38,10 +40,12 @@ class Step:
     target: Target
     correlation_id: str
     events: EventSink
+    metrics: Metrics = field(default_factory=Metrics.from_settings, repr=False)
 
     @classmethod
     def open(cls, target: str, correlation_id: str, events: EventSink | None = None) -> Step:
-        return cls(load_target(target), correlation_id, events or LogSink())
+        # default: structured log + StatsD metrics + the events webhook (reconciler.sinks)
+        return cls(load_target(target), correlation_id, events or default_sink())
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -64,6 +68,7 @@ class Step:
                      options=SenseOptions(deadline_s=self.policy.sense_deadline_seconds))
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  snap.model_dump(mode="json"))
+        self.metrics.snapshot(self.name, snap)
         return {"ref": ref, "completeness": snap.completeness, "fidelity": snap.fidelity,
                 "count": len(snap.resources), "latency_s": snap.latency_s,
                 "kinds": {k: {"completeness": s.completeness, "errors": list(s.errors[:3])}
@@ -80,12 +85,15 @@ class Step:
                 "suite": verdict.suite, "desired_version": desired.version,
                 "resources": len(desired.resources)}
 
-    def compare(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
+    def compare(self, snapshot_ref: str, kinds: list[str] | None = None,
+                label: str = "diff") -> dict[str, Any]:
         desired = self.target.load_desired()
         snap = self.snapshot(snapshot_ref)
         diff, drift = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
                               kinds=kinds)
-        ref = self.artifacts.put(f"{self.correlation_id}/diff.json", diff.model_dump(mode="json"))
+        ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
+                                 diff.model_dump(mode="json"))
+        self.metrics.drift(self.name, drift)
         if drift.drifted:
             self.emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude})
         return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
@@ -239,7 +247,9 @@ class Step:
     def _actuator(self, no_rollback: bool) -> Actuator:
         policy = self.policy.model_copy(update={"on_failure": "continue"}) if no_rollback \
             else self.policy
-        return Actuator(applier=self.target.provider, policy=policy, events=self.events,
+        # action events also go to the audit trail (Step.emit audits the cycle-level ones)
+        events = FanOutSink([self.events, AuditSink(self.target.store, actor="airflow")])
+        return Actuator(applier=self.target.provider, policy=policy, events=events,
                         clock=SystemClock(), target=self.name,
                         correlation_id=self.correlation_id)
 
@@ -248,7 +258,7 @@ class Step:
     def verify(self, pass_no: int, within_since: float | None, now: float) -> dict[str, Any]:
         """Re-sense and judge one pass. ``settled`` once within tolerance for settle_seconds."""
         sensed = self.sense(f"verify-{pass_no}")
-        result = self.compare(sensed["ref"])
+        result = self.compare(sensed["ref"], label=f"diff-verify-{pass_no}")  # keep the first
         within = within_tolerance(Drift.model_validate(result["drift"]), self.policy.tolerance)
         since = (within_since if within_since is not None else now) if within else None
         settled = within and now - (since or now) >= self.policy.settle_seconds
@@ -293,6 +303,7 @@ class Step:
         if facts.acted:
             self._breaker_after(outcome)
         store.release_lease(self.name, self.correlation_id)
+        self.metrics.cycle(outcome, store.load_breaker(self.name))
         if status == "converged":
             self.emit("converged", {"iterations": outcome.iterations})
         self.emit("cycle_finished", {"status": status})

@@ -190,7 +190,14 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
         trigger=str(ctx["dag_run"].run_type).split(".")[-1].lower(),
         interval_start=ctx.get("logical_date"),
     )
-    outcome = _step(target).record(facts)
+    step = _step(target)
+    from reconciler_airflow.ui.runlinks import record_run_link
+
+    # the dashboard links a cycle (correlation id = hash of the run id) back to this run
+    record_run_link(step.target.store, target, step.correlation_id, ctx["dag_run"].dag_id,
+                    ctx["run_id"], diff_ref=compared.get("diff_ref"),
+                    preview_ref=(ti.xcom_pull(task_ids="report") or {}).get("plan_ref"))
+    outcome = step.record(facts)
     if outcome["status"] in FAILING:
         # recorded first; now fail the run so the grid, deadline alerts and on-call see it
         raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")

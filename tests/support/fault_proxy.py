@@ -77,6 +77,11 @@ def _throttle_body(call: _Call) -> tuple[int, str, bytes]:
 
 
 @dataclass
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (a sense deadline, a reset we injected) is not news."""
+
+
 class FaultProxy:
     """Start with ``start()`` (returns its URL); swap ``faults`` any time; read the counters."""
 
@@ -109,7 +114,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

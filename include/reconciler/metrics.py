@@ -1,0 +1,174 @@
+"""Cycle metrics over StatsD, configured by Airflow's own ``[metrics]`` settings.
+
+One endpoint receives Airflow's metrics and ours: ``statsd_on``, ``statsd_host``, ``statsd_port``
+and ``statsd_prefix`` are read from Airflow's configuration when Airflow is already loaded in
+this process (tasks, api-server), else from the same ``AIRFLOW__METRICS__*`` environment
+variables (the CLI). A tiny UDP client sends them: fire-and-forget, never raises, no Airflow
+import here, so a metric can never fail or slow a cycle.
+
+Names (after the prefix, ``<t>`` the target):
+
+- ``reconciler.<t>.snapshot.completeness`` / ``.resources`` (gauges), ``.latency`` (timer, ms)
+- ``reconciler.<t>.drift.magnitude`` / ``.urgency`` (0 none, 1 low, 2 high, 3 critical) /
+  ``.resources`` (gauges)
+- ``reconciler.<t>.actions.<create|update|delete>.<succeeded|failed>`` (counters);
+  rollback actions as ``reconciler.<t>.rollbacks.<type>.<result>``
+- ``reconciler.<t>.cycle.duration`` (timer, ms), ``reconciler.<t>.cycle.status.<status>``
+- ``reconciler.<t>.breaker.open`` (0/1) and ``reconciler.<t>.breaker.failures`` (gauges)
+- ``reconciler.<t>.events.<event type>`` (counters, one per event)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from reconciler.core.breaker import BreakerState
+from reconciler.core.model import URGENCY_RANK, Drift, Event, Outcome, Snapshot
+
+__all__ = ["StatsdSettings", "Metrics", "MetricsSink", "settings_from_airflow"]
+
+log = logging.getLogger(__name__)
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class StatsdSettings:
+    host: str = "localhost"
+    port: int = 8125
+    prefix: str = "airflow"
+
+
+def _conf_from_loaded_airflow() -> Any:
+    """Airflow's conf object if this process already imported it (never import it here)."""
+    for name in ("airflow.sdk.configuration", "airflow.configuration"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "conf", None) is not None:
+            return module.conf
+    return None
+
+
+def settings_from_airflow() -> StatsdSettings | None:
+    """Airflow's ``[metrics] statsd_*`` settings, or None when StatsD is off."""
+    conf = _conf_from_loaded_airflow()
+    try:
+        if conf is not None:
+            if not conf.getboolean("metrics", "statsd_on", fallback=False):
+                return None
+            return StatsdSettings(conf.get("metrics", "statsd_host", fallback="localhost"),
+                                  conf.getint("metrics", "statsd_port", fallback=8125),
+                                  conf.get("metrics", "statsd_prefix", fallback="airflow"))
+    except Exception:  # a broken config must not stop a cycle; fall back to the environment
+        log.warning("metrics: could not read Airflow's [metrics] settings", exc_info=True)
+    env = os.environ
+    if env.get("AIRFLOW__METRICS__STATSD_ON", "").strip().lower() not in _TRUE:
+        return None
+    return StatsdSettings(env.get("AIRFLOW__METRICS__STATSD_HOST", "localhost"),
+                          int(env.get("AIRFLOW__METRICS__STATSD_PORT", "8125")),
+                          env.get("AIRFLOW__METRICS__STATSD_PREFIX", "airflow"))
+
+
+@lru_cache(maxsize=8)
+def _socket(host: str, port: int) -> tuple[socket.socket, tuple[Any, ...]] | None:
+    """One UDP socket per endpoint per process (resolved once)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        return sock, address
+    except OSError:
+        log.warning("metrics: cannot resolve StatsD endpoint %s:%s", host, port)
+        return None
+
+
+class Metrics:
+    """What a cycle reports; a no-op when StatsD is off. Every method swallows errors."""
+
+    def __init__(self, settings: StatsdSettings | None) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls) -> Metrics:
+        return cls(settings_from_airflow())
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings is not None
+
+    # -- what the pipeline reports ------------------------------------------------------------
+
+    def snapshot(self, target: str, snap: Snapshot) -> None:
+        self.gauge(target, "snapshot.completeness", snap.completeness)
+        self.gauge(target, "snapshot.resources", len(snap.resources))
+        self.timing(target, "snapshot.latency", snap.latency_s * 1000)
+
+    def drift(self, target: str, drift: Drift) -> None:
+        self.gauge(target, "drift.magnitude", drift.magnitude)
+        self.gauge(target, "drift.urgency", URGENCY_RANK[drift.urgency])
+        self.gauge(target, "drift.resources", drift.drifted)
+
+    def cycle(self, outcome: Outcome, breaker: BreakerState) -> None:
+        seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+        self.timing(outcome.target, "cycle.duration", max(0.0, seconds) * 1000)
+        self.incr(outcome.target, f"cycle.status.{outcome.status}")
+        self.breaker(breaker)
+
+    def breaker(self, state: BreakerState) -> None:
+        self.gauge(state.target, "breaker.open", 1 if state.state == "open" else 0)
+        self.gauge(state.target, "breaker.failures", state.consecutive_failures)
+
+    def event(self, event: Event) -> None:
+        self.incr(event.target, f"events.{event.type}")
+        if event.type in ("action_completed", "action_failed") and event.action_id:
+            kind, _, rest = event.action_id.partition(":")
+            group = "rollbacks" if rest.endswith("#undo") else "actions"
+            result = "succeeded" if event.type == "action_completed" else "failed"
+            self.incr(event.target, f"{group}.{kind}.{result}")
+
+    # -- StatsD ---------------------------------------------------------------------------------
+
+    def incr(self, target: str, name: str, count: int = 1) -> None:
+        self._send(target, name, f"{count}|c")
+
+    def gauge(self, target: str, name: str, value: float) -> None:
+        self._send(target, name, f"{_number(value)}|g")
+
+    def timing(self, target: str, name: str, ms: float) -> None:
+        self._send(target, name, f"{_number(ms)}|ms")
+
+    def name(self, target: str, name: str) -> str:
+        prefix = self.settings.prefix if self.settings else ""
+        parts = [p for p in (prefix, "reconciler", target, name) if p]
+        return _UNSAFE.sub("_", ".".join(parts))
+
+    def _send(self, target: str, name: str, value: str) -> None:
+        if self.settings is None:
+            return
+        try:
+            endpoint = _socket(self.settings.host, self.settings.port)
+            if endpoint is not None:
+                sock, address = endpoint
+                sock.sendto(f"{self.name(target, name)}:{value}".encode(), address)
+        except OSError:  # a full buffer or an unreachable agent: metrics are best effort
+            pass
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+class MetricsSink:
+    """An EventSink that counts events and action results (the CLI and the pipeline share it)."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics.from_settings()
+
+    def emit(self, event: Event) -> None:
+        self.metrics.event(event)

@@ -1,0 +1,249 @@
+"""Read models for the dashboard, from the targets config and the state store only.
+
+Nothing here calls a provider: the dashboard must answer at 3 a.m. while the cloud is down.
+Artifacts are read only from a local folder (an ``s3://`` artifact is named, not fetched).
+Every value returned is JSON-safe, so the HTML pages and the JSON API share one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from reconciler.config import config_path, load_config_lenient
+from reconciler.core.model import Outcome
+from reconciler.store import SqlStore, cycles, open_store
+from reconciler_airflow.ui.runlinks import RUN_LINK, run_link
+
+__all__ = ["store", "target_names", "dag_id", "target_summary", "cycle_detail", "audit_trail",
+           "parse_time", "MAX_ARTIFACT_BYTES"]
+
+HISTORY = 30  # cycles in the drift chart
+MAX_ARTIFACT_BYTES = 4 << 20
+MAX_LISTED = 200  # rows per diff section / plan wave shown
+
+
+@lru_cache(maxsize=4)
+def _store(url: str | None) -> SqlStore:
+    return open_store(url)
+
+
+def store() -> SqlStore:
+    """The process's store ($RECONCILER_STORE_URL), opened once: the engine pools connections."""
+    return _store(os.environ.get("RECONCILER_STORE_URL") or None)
+
+
+def target_names() -> list[str]:
+    """Valid targets of the targets config (an invalid one is left out, as the DAGs do)."""
+    config, _ = load_config_lenient(config_path())
+    return sorted(config.targets)
+
+
+def dag_id(target: str) -> str:
+    return f"reconcile__{target}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _cycle_brief(o: Outcome) -> dict[str, Any]:
+    return {"correlation_id": o.correlation_id, "status": o.status, "converged": o.converged,
+            "started_at": _iso(o.started_at), "finished_at": _iso(o.finished_at),
+            "duration_s": round((o.finished_at - o.started_at).total_seconds(), 3),
+            "initial_magnitude": o.initial_drift.magnitude,
+            "final_magnitude": o.final_drift.magnitude, "urgency": o.initial_drift.urgency,
+            "actions_succeeded": o.actions_succeeded, "actions_failed": o.actions_failed,
+            "dry_run": o.dry_run, "trigger": o.trigger, "error": o.error,
+            "desired_version": o.desired_version}
+
+
+def _drifting_since(history: list[Outcome]) -> str | None:
+    """Start of the unbroken run of newest cycles that ended with drift left."""
+    since = None
+    for o in history:  # newest first
+        if o.final_drift.urgency == "none":
+            break
+        since = o.started_at
+    return _iso(since)
+
+
+def target_summary(st: SqlStore, name: str, history: int = HISTORY) -> dict[str, Any]:
+    """One row of the overview: urgency, drift, last outcome, desired version, breaker."""
+    recent = st.recent_cycles(name, history)
+    last = recent[0] if recent else None
+    breaker = st.load_breaker(name)
+    lease = st.lease_holder(name)
+    drift = last.final_drift if last else None
+    return {
+        "name": name, "dag_id": dag_id(name),
+        "urgency": drift.urgency if drift else "unknown",
+        "magnitude": drift.magnitude if drift else None,
+        "drifted": drift.drifted if drift else None, "total": drift.total if drift else None,
+        "drifting_since": _drifting_since(recent),
+        "desired_version": last.desired_version if last else None,
+        "last": _cycle_brief(last) if last else None,
+        "breaker": {**breaker.model_dump(mode="json"), "open": breaker.state == "open"},
+        "running": {"correlation_id": lease[0], "lease_expires_at": _iso(lease[1])}
+        if lease else None,
+        "history": [_cycle_brief(o) for o in reversed(recent)],  # oldest first, for the chart
+    }
+
+
+def _outcome(st: SqlStore, name: str, correlation_id: str) -> Outcome | None:
+    query = sa.select(cycles.c.outcome_json).where(cycles.c.target == name,
+                                                   cycles.c.correlation_id == correlation_id)
+    with st.engine.connect() as conn:
+        raw = conn.execute(query).scalar()
+    return Outcome.model_validate_json(raw) if raw else None
+
+
+def read_artifact(ref: str | None) -> tuple[Any, str | None]:
+    """(JSON, None) from a local artifact, or (None, why not): S3 is never fetched from here."""
+    if not ref:
+        return None, "not recorded"
+    if ref.startswith("s3://"):
+        return None, f"stored at {ref}; not fetched (the dashboard never calls the cloud)"
+    path = Path(ref)
+    try:
+        size = path.stat().st_size
+        if size > MAX_ARTIFACT_BYTES:
+            return None, f"{ref} is {size >> 20} MiB; too large to show here"
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as exc:
+        return None, f"{ref}: {type(exc).__name__}"
+
+
+def _diff_view(diff: dict[str, Any]) -> dict[str, Any]:
+    def key(k: dict[str, Any]) -> str:
+        return f"{k['kind']}/{k['name']}"
+
+    adds = [{"key": key(r["key"]), "spec": r.get("spec")} for r in diff.get("additions", ())]
+    mods = [{"key": key(m["key"]), "changes": list(m.get("changes", ()))}
+            for m in diff.get("modifications", ())]
+    dels = [{"key": key(r["key"]), "managed": r.get("managed", True)}
+            for r in diff.get("deletions", ())]
+    return {"counts": {"add": len(adds), "modify": len(mods), "delete": len(dels),
+                       "unchanged": diff.get("unchanged", 0),
+                       "conflicts": len(diff.get("conflicts", ()))},
+            "additions": adds[:MAX_LISTED], "modifications": mods[:MAX_LISTED],
+            "deletions": dels[:MAX_LISTED],
+            "conflicts": [key(k) for k in diff.get("conflicts", ())][:MAX_LISTED]}
+
+
+def _plan_view(plan: dict[str, Any], decisions: list[dict[str, Any]],
+               finished: bool) -> dict[str, Any]:
+    validation, audit = plan.get("validation", {}), plan.get("audit", {})
+    mine = [d for d in decisions if d["payload"]["detail"].get("plan_hash") == plan["hash"]]
+    if not validation.get("needs_approval"):
+        approval = "not required"
+    elif mine:
+        what = mine[0]["payload"]["what"]
+        approval = f"{'approved' if what == 'plan_approved' else 'rejected'} by {mine[0]['actor']}"
+    else:
+        approval = "not approved" if finished else "waiting for approval"
+    waves = [{"index": w["index"], "size": len(w["actions"]),
+              "actions": [{"id": a["id"], "type": a["type"],
+                           "key": f"{a['target']['kind']}/{a['target']['name']}",
+                           "risk": a.get("risk"), "reversible": a.get("reversible"),
+                           "estimated_duration_s": a.get("estimated_duration_s")}
+                          for a in w["actions"][:MAX_LISTED]]}
+             for w in plan.get("waves", ())]
+    return {"hash": plan["hash"], "desired_version": plan.get("desired_version"),
+            "waves": waves, "rollback_points": plan.get("rollback_points", []),
+            "max_risk": audit.get("max_risk"), "counts": audit.get("counts", {}),
+            "estimated_duration_s": audit.get("estimated_duration_s"),
+            "blocked": audit.get("blocked", []), "needs_approval": validation.get("needs_approval"),
+            "approval_reasons": validation.get("approval_reasons", []),
+            "errors": validation.get("errors", []), "approval": approval, "preview": False}
+
+
+def _action_view(row: dict[str, Any]) -> dict[str, Any]:
+    p = row["payload"]
+    return {"action_id": p["action_id"], "key": f"{p['key']['kind']}/{p['key']['name']}",
+            "type": p["type"], "state": p["state"], "outcome": p.get("outcome"),
+            "attempts": p.get("attempts"), "error": p.get("error"), "wave": p.get("wave"),
+            "rollback": p.get("rollback", False), "started_at": p.get("started_at"),
+            "finished_at": p.get("finished_at"), "duration_s": p.get("duration_s")}
+
+
+def cycle_detail(st: SqlStore, name: str, correlation_id: str) -> dict[str, Any] | None:
+    """A cycle: outcome, diff, plans with approval status, action results, events, run link."""
+    outcome = _outcome(st, name, correlation_id)
+    rows = st.audit_rows(target=name, correlation_id=correlation_id, limit=20_000)
+    if outcome is None and not rows:
+        return None
+    rows.reverse()  # oldest first
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_kind.setdefault(row["kind"], []).append(row)
+    operator = by_kind.get("operator", [])
+    decisions = [r for r in operator if r["payload"]["what"] in ("plan_approved", "plan_rejected")]
+    plans = [_plan_view(r["payload"], decisions, outcome is not None)
+             for r in by_kind.get("plan", [])]
+    link = run_link(st, name, correlation_id) or {}
+    diff, diff_note = read_artifact(link.get("diff_ref"))
+    if not plans and link.get("preview_ref"):
+        preview, _ = read_artifact(link["preview_ref"])
+        if preview:
+            plans = [{**_plan_view(preview, decisions, True), "preview": True}]
+    return {
+        "target": name, "dag_id": link.get("dag_id", dag_id(name)),
+        "correlation_id": correlation_id, "run": link or None,
+        "outcome": outcome.model_dump(mode="json") if outcome else None,
+        "diff": _diff_view(diff) if isinstance(diff, dict) else None, "diff_note": diff_note,
+        "plans": plans,
+        "actions": [_action_view(r) for r in by_kind.get("action", [])],
+        "events": [{"at": _iso(r["at"]), "type": r["payload"]["type"],
+                    "action_id": r["action_id"], "detail": r["payload"].get("detail", {})}
+                   for r in by_kind.get("event", [])],
+        "operator": [{"at": _iso(r["at"]), "actor": r["actor"], "what": r["payload"]["what"],
+                      "detail": r["payload"].get("detail", {})}
+                     for r in operator if r["payload"]["what"] != RUN_LINK],
+    }
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time or date from a filter box; naive means UTC. Empty means no bound."""
+    if not text or not text.strip():
+        return None
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    p, kind = row["payload"], row["kind"]
+    if kind == "operator":
+        detail = ", ".join(f"{k}={v}" for k, v in sorted((p.get("detail") or {}).items()))
+        return f"{p.get('what')}" + (f" ({detail})" if detail else "")
+    if kind == "event":
+        detail = ", ".join(f"{k}={v}" for k, v in sorted((p.get("detail") or {}).items())
+                           if v is not None)
+        return f"{p.get('type')}" + (f" ({detail})" if detail else "")
+    if kind == "action":
+        error = f": {p['error']}" if p.get("error") else ""
+        undo = " rollback" if p.get("rollback") else ""
+        return f"{p['type']}{undo} {p['key']['kind']}/{p['key']['name']} -> {p['state']} " \
+               f"after {p.get('attempts', 0)} attempt(s){error}"
+    counts = (p.get("audit") or {}).get("counts", {})
+    approval = " needs approval" if (p.get("validation") or {}).get("needs_approval") else ""
+    return f"plan {p.get('hash')} {json.dumps(counts, sort_keys=True)}{approval}"
+
+
+def audit_trail(st: SqlStore, targets: list[str], since: datetime | None,
+                until: datetime | None, kind: str | None, limit: int) -> list[dict[str, Any]]:
+    """Audit rows of the given targets, newest first, each with a one-line summary."""
+    rows: list[dict[str, Any]] = []
+    for name in targets:
+        rows += st.audit_rows(target=name, since=since, until=until,
+                              kind=kind, limit=limit)  # type: ignore[arg-type]
+    rows.sort(key=lambda r: (r["at"], r["id"]), reverse=True)
+    return [{"id": r["id"], "at": _iso(r["at"]), "target": r["target"], "kind": r["kind"],
+             "actor": r["actor"], "correlation_id": r["correlation_id"],
+             "action_id": r["action_id"], "summary": _summary(r)} for r in rows[:limit]]

@@ -1,0 +1,98 @@
+"""The dashboard's read models from a real pipeline cycle: no Airflow, no provider calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reconciler_airflow.ui import data
+from reconciler_airflow.ui.charts import drift_chart
+from reconciler_airflow.ui.runlinks import record_run_link, run_link
+from tests.ui.support import pipeline_cycle, seed_fleet, write_targets
+
+
+@pytest.fixture
+def cycle(tmp_path, monkeypatch):
+    config = write_targets(tmp_path, ["shop", "idle"])
+    monkeypatch.setenv("RECONCILER_CONFIG", str(config))
+    monkeypatch.setenv("RECONCILER_HOME", str(tmp_path / "reconciler"))
+    monkeypatch.setenv("RECONCILER_STORE_URL", f"sqlite:///{tmp_path}/reconciler/state.db")
+    monkeypatch.delenv("AIRFLOW__METRICS__STATSD_ON", raising=False)
+    seed_fleet(tmp_path, "shop").delete("sim.Node", "node-a2")
+    result = pipeline_cycle("shop", "shop-data-1")
+    store = result["step"].target.store
+    record_run_link(store, "shop", "shop-data-1", "reconcile__shop", "manual__1",
+                    diff_ref=result["compared"]["diff_ref"])
+    return store
+
+
+def test_targets_come_from_the_config(cycle):
+    assert data.target_names() == ["idle", "shop"]
+
+
+def test_the_summary_has_urgency_drift_outcome_version_and_breaker(cycle):
+    shop = data.target_summary(cycle, "shop")
+    assert shop["urgency"] == "none" and shop["magnitude"] == 0
+    assert shop["last"]["status"] == "converged" and shop["last"]["actions_succeeded"] == 1
+    assert shop["history"][0]["initial_magnitude"] > 0
+    assert shop["breaker"] == {"target": "shop", "state": "closed", "consecutive_failures": 0,
+                               "opened_at": None, "reason": None, "open": False}
+    assert data.target_summary(cycle, "idle")["last"] is None
+
+
+def test_drifting_since_is_the_start_of_the_unconverged_streak(cycle):
+    from reconciler.core.model import Drift, Outcome
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, urgency in enumerate(["none", "high", "high"]):
+        left = Drift(magnitude=0 if urgency == "none" else 3, urgency=urgency)
+        cycle.record_cycle(Outcome(target="idle", correlation_id=f"idle-{i}", status="failed",
+                                   converged=False, started_at=t0 + timedelta(hours=i),
+                                   finished_at=t0 + timedelta(hours=i, minutes=1),
+                                   final_drift=left))
+    summary = data.target_summary(cycle, "idle")
+    assert summary["drifting_since"] == (t0 + timedelta(hours=1)).isoformat()
+    assert summary["urgency"] == "high"
+
+
+def test_a_cycle_detail_has_diff_plan_results_events_and_the_run(cycle):
+    detail = data.cycle_detail(cycle, "shop", "shop-data-1")
+    assert detail["run"] == {"dag_id": "reconcile__shop", "run_id": "manual__1",
+                             "diff_ref": detail["run"]["diff_ref"]}
+    assert detail["diff"]["counts"]["add"] == 1  # the first diff, not the converged one
+    assert detail["plans"][0]["approval"] == "not required"
+    assert [a["state"] for a in detail["actions"]] == ["succeeded"]
+    assert "action_started" in {e["type"] for e in detail["events"]}
+    assert data.cycle_detail(cycle, "shop", "nope") is None
+
+
+def test_a_run_link_is_written_once(cycle):
+    record_run_link(cycle, "shop", "shop-data-1", "reconcile__shop", "manual__2")
+    assert run_link(cycle, "shop", "shop-data-1")["run_id"] == "manual__1"
+
+
+def test_s3_artifacts_are_named_not_fetched():
+    value, why = data.read_artifact("s3://bucket/cid/diff.json")
+    assert value is None and "never calls the cloud" in why
+
+
+def test_the_audit_trail_filters_by_target_kind_and_time(cycle):
+    rows = data.audit_trail(cycle, ["shop"], None, None, None, 500)
+    assert {r["kind"] for r in rows} == {"plan", "action", "event", "operator"}
+    assert all(r["target"] == "shop" for r in rows)
+    actions = data.audit_trail(cycle, ["shop"], None, None, "action", 500)
+    assert actions[0]["summary"].startswith("create sim.Node/node-a2 -> succeeded")
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert data.audit_trail(cycle, ["shop"], future, None, None, 500) == []
+    assert data.audit_trail(cycle, ["shop"], None, datetime(2020, 1, 1, tzinfo=UTC), None,
+                            500) == []
+    assert data.parse_time("2026-11-28T10:00") == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    assert data.parse_time("") is None
+
+
+def test_the_chart_escapes_what_it_shows():
+    svg = drift_chart([{"started_at": "<b>", "status": "failed", "initial_magnitude": 3,
+                        "final_magnitude": 1}])
+    assert "<b>" not in svg and "&lt;b&gt;" in svg and svg.startswith("<svg")
+    assert "No cycles" in drift_chart([])
