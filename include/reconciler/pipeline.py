@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from reconciler.artifacts import ArtifactStore, open_artifacts
@@ -17,14 +16,26 @@ from reconciler.config import reconciler_home
 from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
-from reconciler.core.convergence import in_window, judge_pass, within_tolerance
+from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
 from reconciler.core.errors import PlanRejected
 from reconciler.core.gate import GateVerdict
-from reconciler.core.model import CycleStatus, Drift, Event, EventType, Outcome, Plan, Snapshot
-from reconciler.core.plan import PlanContext, make_plan
+from reconciler.core.model import (
+    ActionResult,
+    DesiredState,
+    Diff,
+    Drift,
+    Event,
+    EventType,
+    Outcome,
+    Plan,
+    Snapshot,
+)
+from reconciler.core.oscillation import changed_fields, flapping
+from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.ports import EventSink
 from reconciler.core.sense import SenseOptions, sense
 from reconciler.metrics import Metrics
+from reconciler.outcomes import CycleFacts, cycle_status, last
 from reconciler.runtime import FanOutSink, SystemClock, Target, load_target
 from reconciler.sinks import AuditSink, default_sink
 
@@ -87,19 +98,35 @@ class Step:
 
     def compare(self, snapshot_ref: str, kinds: list[str] | None = None,
                 label: str = "diff") -> dict[str, Any]:
-        desired = self.target.load_desired()
-        snap = self.snapshot(snapshot_ref)
-        diff, drift = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
-                              kinds=kinds)
+        desired, _, diff, drift = self._diff(snapshot_ref, kinds)
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  diff.model_dump(mode="json"))
         self.metrics.drift(self.name, drift)
         if drift.drifted:
             self.emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude})
+        if diff.suppressed:
+            self.emit("oscillation_detected", {"fields": list(diff.suppressed),
+                                                "hint": "add them to ignore_fields"})
         return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
-                "desired_version": desired.version,
+                "desired_version": desired.version, "suppressed": list(diff.suppressed),
                 "counts": {"add": len(diff.additions), "modify": len(diff.modifications),
                            "delete": len(diff.deletions), "conflicts": len(diff.conflicts)}}
+
+    def _diff(self, snapshot_ref: str, kinds: list[str] | None
+              ) -> tuple[DesiredState, Snapshot, Diff, Drift]:
+        desired = self.target.load_desired()
+        snap = self.snapshot(snapshot_ref)
+        diff, drift = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
+                              kinds=kinds, suppress=self._fights())
+        return desired, snap, diff, drift
+
+    def _fights(self) -> frozenset[str]:
+        """Fields another controller keeps reverting (core.oscillation), from recent cycles."""
+        n = self.policy.flap_cycles
+        if not n:
+            return frozenset()
+        recent = self.target.store.recent_cycles(self.name, n)
+        return flapping([(*o.changed_fields, *o.flapping) for o in recent], n)
 
     def rules(self) -> Any:
         from reconciler.kinds import rules_for
@@ -139,16 +166,7 @@ class Step:
         if not self.target.store.acquire_lease(self.name, self.correlation_id,
                                                self.policy.cycle_deadline_seconds + 60):
             raise PlanRejected(["another cycle holds this target's lease"])
-        desired = self.target.load_desired()
-        snap = self.snapshot(snapshot_ref)
-        diff, _ = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
-                          kinds=kinds)
-        ctx = PlanContext(target=self.name, correlation_id=self.correlation_id,
-                          desired_version=desired.version, policy=self.policy,
-                          rules=self.rules(), now=SystemClock().now(),
-                          estimates=self.target.store.duration_estimates(self.name),
-                          allow_deletions=gate_passed)
-        plan = make_plan(diff, snap, ctx)
+        plan = self._make_plan(snapshot_ref, kinds, gate_passed=gate_passed, estimates=True)
         if not plan.validation.ok:
             raise PlanRejected(list(plan.validation.errors))
         self.target.store.record_plan(plan, actor="airflow")
@@ -163,19 +181,34 @@ class Step:
 
     def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
         """A plan for reading only (low urgency, dry run, open breaker): no lease, no actions."""
-        desired = self.target.load_desired()
-        snap = self.snapshot(snapshot_ref)
-        diff, _ = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
-                          kinds=kinds)
-        ctx = PlanContext(target=self.name, correlation_id=self.correlation_id,
-                          desired_version=desired.version, policy=self.policy,
-                          rules=self.rules(), now=SystemClock().now())
-        plan = make_plan(diff, snap, ctx)
+        plan = self._make_plan(snapshot_ref, kinds, gate_passed=True, estimates=False)
         ref = self.artifacts.put(f"{self.correlation_id}/preview.json",
                                  plan.model_dump(mode="json"))
         return {"plan_ref": ref, "hash": plan.hash, "counts": plan.audit.counts,
                 "needs_approval": plan.validation.needs_approval,
                 "errors": list(plan.validation.errors)}
+
+    def _make_plan(self, snapshot_ref: str, kinds: list[str] | None, *, gate_passed: bool,
+                   estimates: bool) -> Plan:
+        desired, snap, diff, _ = self._diff(snapshot_ref, kinds)
+        ctx = PlanContext(target=self.name, correlation_id=self.correlation_id,
+                          desired_version=desired.version, policy=self.policy,
+                          rules=self.rules(), now=SystemClock().now(),
+                          estimates=self.target.store.duration_estimates(self.name)
+                          if estimates else {},
+                          allow_deletions=gate_passed)
+        return make_plan(diff, snap, ctx)
+
+    def revalidate(self, plan_ref: str) -> list[str]:
+        """Preconditions of an approved plan that a fresh observation no longer meets."""
+        plan = self.load_plan(plan_ref)
+        kinds = sorted({a.target.kind for a in plan.actions})
+        fresh = self.snapshot(self.sense("revalidate", kinds or None)["ref"])
+        return check_preconditions(plan, fresh)
+
+    def abort(self, plan_hash: str, reason: str) -> None:
+        """Tell the pass's waiting batches to stand down (see wave_status)."""
+        self.artifacts.put(self._abort_name(plan_hash), {"reason": reason})
 
     def load_plan(self, ref: str) -> Plan:
         return Plan.model_validate(self.artifacts.get(ref))
@@ -226,7 +259,7 @@ class Step:
         """Undo the failed wave's completed reversible actions, newest first (all batches),
         after telling the batches still waiting for their wave to stand down."""
         plan = self.load_plan(plan_ref)
-        self.artifacts.put(self._abort_name(plan.hash), {"reason": "a batch failed"})
+        self.abort(plan.hash, "a batch failed")
         rows = self.target.store.audit_rows(target=self.name, kind="action",
                                             correlation_id=self.correlation_id, limit=100_000)
         results = [r["payload"] for r in rows if not r["payload"].get("rollback")]
@@ -282,7 +315,7 @@ class Step:
         rows = store.audit_rows(target=self.name, kind="action",
                                 correlation_id=self.correlation_id, limit=100_000)
         forward = [r["payload"] for r in rows if not r["payload"].get("rollback")]
-        final = _last(facts.verifies) or {}
+        final = last(facts.verifies) or {}
         status, error = cycle_status(facts, forward)
         first = Drift.model_validate(facts.initial_drift or {})
         outcome = Outcome(
@@ -296,7 +329,8 @@ class Step:
             final_drift=Drift.model_validate(final.get("drift") or facts.initial_drift or {}),
             desired_version=facts.desired_version, plan_hashes=tuple(facts.plan_hashes),
             error=error, dry_run=facts.dry_run, trigger=facts.trigger,
-            interval_start=facts.interval_start,
+            interval_start=facts.interval_start, changed_fields=self._changed(forward),
+            flapping=tuple(sorted(set(facts.flapping))),
             requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
         )
         store.record_cycle(outcome)
@@ -310,17 +344,21 @@ class Step:
         return outcome.model_dump(mode="json")
 
     def _breaker_after(self, outcome: Outcome) -> None:
-        seen: list[brk.BreakerState] = []
+        if count_cycle(self.target.store, outcome, self.policy.breaker_failures,
+                       SystemClock().now()):
+            self.emit("breaker_opened", {"reason": outcome.error})
 
-        def step(current: brk.BreakerState) -> brk.BreakerState:
-            seen.append(current)
-            return brk.after_cycle(current, outcome.counts_as_failure,
-                                   self.policy.breaker_failures, SystemClock().now(),
-                                   outcome.error)
-
-        after = self.target.store.update_breaker(self.name, step)
-        if after.state == "open" and seen[-1].state != "open":
-            self.emit("breaker_opened", {"failures": after.consecutive_failures})
+    def _changed(self, forward: list[dict[str, Any]]) -> tuple[str, ...]:
+        """Fields this cycle's updates set (from each pass's plan and the recorded results)."""
+        results = [ActionResult.model_validate(r) for r in forward]
+        changed: set[str] = set()
+        for n in range(1, self.policy.max_iterations + 1):
+            try:
+                plan = self.load_plan(self.artifacts.ref(f"{self.correlation_id}/plan-{n}.json"))
+            except Exception:  # no such pass (a missing file or S3 key)
+                break
+            changed.update(changed_fields(plan.actions, results))
+        return tuple(sorted(changed))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -329,60 +367,6 @@ class Step:
                       at=SystemClock().now(), detail=detail)
         self.events.emit(event)
         self.target.store.record_event(event, actor="airflow")
-
-
-@dataclass
-class CycleFacts:
-    """What the record step learns from the run's earlier tasks (their XComs)."""
-
-    started_at: datetime
-    route: dict[str, Any] | None = None
-    initial_drift: dict[str, Any] | None = None
-    desired_version: str = ""
-    verifies: list[dict[str, Any] | None] = field(default_factory=list)
-    stops: list[dict[str, Any] | None] = field(default_factory=list)
-    plan_hashes: list[str] = field(default_factory=list)
-    approval_rejected: bool = False
-    failed_tasks: bool = False
-    dry_run: bool = False
-    invalid: str | None = None
-    trigger: str = "manual"
-    interval_start: datetime | None = None
-
-    @property
-    def acted(self) -> bool:
-        return bool(self.plan_hashes) and not self.dry_run
-
-
-def cycle_status(
-    facts: CycleFacts, forward: list[dict[str, Any]]
-) -> tuple[CycleStatus, str | None]:
-    """The cycle's status from what its tasks left behind, most decisive first."""
-    if facts.invalid:
-        return "invalid_input", facts.invalid
-    if facts.route and facts.route["route"] in ("record", "report"):
-        reason = facts.route.get("reason", "reported")
-        return (reason if reason in ("in_sync", "breaker_open", "window_closed") else "reported",
-                None)
-    failed = [r for r in forward if r["state"] == "failed"]
-    if failed:
-        return "failed", f"{failed[0]['action_id']}: {failed[0].get('error')}"
-    if facts.approval_rejected:
-        return "needs_approval", "plan rejected or approval timed out; nothing applied"
-    final = _last(facts.verifies)
-    if final and final.get("settled"):
-        return "converged", None
-    stop = _last(facts.stops)
-    if stop and stop.get("status"):
-        return stop["status"], stop.get("reason")
-    if facts.failed_tasks:
-        return "failed", "a task of this cycle failed"
-    return "max_iterations", "not converged within the passes of this cycle"
-
-
-def _last(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    present = [i for i in items if i]
-    return present[-1] if present else None
 
 
 class BatchFailed(Exception):

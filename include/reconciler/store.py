@@ -6,7 +6,9 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 AuditKind = Literal["plan", "action", "event", "operator"]
 _BUSY_TIMEOUT_S = 30.0
+_WAL_ATTEMPTS = 40  # x 0.05..0.25 s: a few seconds at most
 _ESTIMATE_WINDOW = 200
 _SQLITE_BEGIN = "reconciler_sqlite_begin"
 _LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
@@ -185,10 +188,24 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     """WAL + busy timeout so processes share the file; BEGIN is ours (pysqlite's is lazy)."""
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switching a new file to WAL needs an exclusive lock that SQLite does not wait for (no
+    busy handler): workers opening one new file at once got "database is locked". Retry,
+    bounded; once the file is WAL the pragma is a no-op that takes no lock."""
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(min(0.25, 0.05 * (attempt + 1)))
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -284,6 +301,10 @@ class SqlStore:
 
     def _audit_insert(self, rows: list[dict[str, Any]]) -> None:
         if rows:
+            # One key order for every writer: two workers recording overlapping rows (a retried
+            # batch, a worker presumed dead) in different orders deadlock on PostgreSQL's
+            # unique index, and the loser's transaction (with its own rows) is rolled back.
+            rows = sorted(rows, key=lambda row: row["dedup_key"] or "")
             with self._writer.begin() as conn:
                 conn.execute(_insert_ignore(self._dialect, audit, ("dedup_key",)), rows)
 

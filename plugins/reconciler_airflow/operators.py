@@ -42,7 +42,8 @@ class ActuateOperator(BaseOperator):
 
     def resume(self, context: Any, event: dict[str, Any]) -> dict[str, int]:
         if event.get("status") == "abort":
-            raise AirflowSkipException("an earlier batch failed; this pass is rolling back")
+            raise AirflowSkipException("this pass was stood down: a batch failed (see rollback) "
+                                       "or the approved plan went stale (see approve)")
         if event.get("status") != "ready":
             raise TimeoutError(f"wave {self.batch['wave'] + 1} never became ready")
         counts: dict[str, int] = self._step().actuate(self.batch)
@@ -73,9 +74,25 @@ class PlanApproval(ApprovalOperator):
         user = event.get("responded_by_user") or {}
         decision = {"approved": self.APPROVE in chosen, "timed_out": bool(event.get("timedout")),
                     "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else None}
+        if decision["approved"]:
+            decision["stale"] = self._still_valid(context)
         context["ti"].xcom_push(key="decision", value=decision)
         self._audit(context, decision)
         return super().execute_complete(context, event)
+
+    def _still_valid(self, context: Any) -> list[str]:
+        """An approval may come long after the plan: re-check it against a fresh observation
+        and, if the fleet moved on, stand the batches down instead of applying it late."""
+        from reconciler_airflow.tasks import correlation_id
+
+        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
+        step = ActuateOperator._open(self.target, correlation_id(self.target))
+        stale: list[str] = step.revalidate(summary["plan_ref"])
+        if stale:
+            self.log.warning("approved plan %s is stale, nothing applied: %s",
+                             summary["hash"][:12], stale)
+            step.abort(summary["hash"], "the approved plan went stale")
+        return stale
 
     def _audit(self, context: Any, decision: dict[str, Any]) -> None:
         from reconciler_airflow.tasks import correlation_id
@@ -85,5 +102,7 @@ class PlanApproval(ApprovalOperator):
         step = ActuateOperator._open(self.target, cid)
         step.target.store.record_operator(
             self.target, f"airflow:{decision['by'] or 'unknown'}",
+            "plan_stale" if decision.get("stale") else
             "plan_approved" if decision["approved"] else "plan_rejected",
-            {"plan_hash": (summary or {}).get("hash"), "timed_out": decision["timed_out"]}, cid)
+            {"plan_hash": (summary or {}).get("hash"), "timed_out": decision["timed_out"],
+             "stale": decision.get("stale", [])}, cid)

@@ -173,6 +173,8 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
     ti = ctx["ti"]
     passes = range(1, max_iterations + 1)
     compared = ti.xcom_pull(task_ids="compare") or {}
+    decisions = [d for i in passes
+                 if (d := ti.xcom_pull(task_ids=f"pass_{i}.approve", key="decision"))]
     facts = CycleFacts(
         started_at=ctx["dag_run"].start_date or datetime.now(UTC),
         route=ti.xcom_pull(task_ids="route", key="decision"),
@@ -182,9 +184,9 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
         stops=[ti.xcom_pull(task_ids=f"pass_{i}.plan", key="decision") for i in passes],
         plan_hashes=[p["hash"] for i in passes
                      if (p := ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary"))],
-        approval_rejected=any(
-            (d := ti.xcom_pull(task_ids=f"pass_{i}.approve", key="decision")) and not d["approved"]
-            for i in passes),
+        approval_rejected=any(not d["approved"] for d in decisions),
+        stale=[s for d in decisions for s in d.get("stale", [])],
+        flapping=list(compared.get("suppressed") or []),
         dry_run=bool(_params().get("dry_run")),
         invalid=None if compared else "the cycle stopped before compare (see validate)",
         trigger=str(ctx["dag_run"].run_type).split(".")[-1].lower(),

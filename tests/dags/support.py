@@ -78,9 +78,10 @@ class Webhook:
 class Approver(threading.Thread):
     """Answers the first pending approval through Airflow's REST API (PATCH hitlDetails)."""
 
-    def __init__(self, choice: str, timeout_s: float = 120) -> None:
+    def __init__(self, choice: str, timeout_s: float = 120,
+                 before: Any = None) -> None:
         super().__init__(daemon=True)
-        self.choice, self.timeout_s = choice, timeout_s
+        self.choice, self.timeout_s, self.before = choice, timeout_s, before
         self.answered: dict[str, Any] | None = None
         self.error: str | None = None
 
@@ -96,6 +97,8 @@ class Approver(threading.Thread):
                 if item.get("response_received"):
                     continue
                 ti = item["task_instance"]
+                if self.before is not None:
+                    self.before()  # e.g. the fleet moves on while the plan waits for a human
                 url = (f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
                        f"{ti['task_id']}/{ti['map_index']}/hitlDetails")
                 answer = client.patch(url, json={"chosen_options": [self.choice]})

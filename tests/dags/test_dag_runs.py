@@ -107,6 +107,43 @@ def test_a_plan_past_the_blast_radius_waits_for_a_human(dagbag, choice, status):
     assert gone == (choice == "Approve")
 
 
+def test_an_approval_that_comes_after_the_fleet_changed_applies_nothing(dagbag):
+    sim = support.seed("gated")
+    sim.put("sim.Node", "stray", {"pool": "default"})
+    moved = lambda: support.fleet("gated").put("sim.Node", "stray", {"pool": "other"})  # noqa: E731
+    approver = support.Approver("Approve", before=moved)
+    approver.start()
+    dr, states = support.run(dagbag, "gated")
+    approver.join(5)
+    assert approver.answered and states["pass_1.approve"] == "success"
+    assert states["pass_1.actuate[0]"] == "skipped"
+    outcome = support.last_outcome("gated")
+    assert outcome.status == "needs_approval" and "went stale" in outcome.error
+    assert support.fleet("gated").get("sim.Node", "stray") is not None
+    rows = support.store().audit_rows(target="gated", kind="operator", limit=5)
+    assert [r for r in rows if "plan_stale" in str(r)]
+
+
+def test_a_field_another_controller_keeps_reverting_is_left_alone(dagbag):
+    support.seed("sim")
+    outcomes = []
+    for _ in range(4):
+        support.fleet("sim").put("sim.Workload", "catalog", _catalog(replicas=9))
+        support.run(dagbag, "sim")
+        outcomes.append(support.last_outcome("sim"))
+    assert [o.status for o in outcomes] == ["converged"] * 3 + ["in_sync"]
+    assert outcomes[3].flapping == ("sim.Workload/catalog:replicas",)
+    assert support.fleet("sim").get("sim.Workload", "catalog").spec["replicas"] == 9
+
+
+def _catalog(replicas: int) -> dict:
+    from reconciler.desired import load_desired
+
+    desired = load_desired(HOME / "desired" / "sim")
+    spec = next(r.spec for r in desired.resources if r.key.name == "catalog")
+    return {**spec, "replicas": replicas}
+
+
 def test_a_failed_batch_rolls_back_and_the_breaker_counts_it(dagbag):
     from reconciler.providers.simulated import Faults
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from reconciler.core.model import CycleStatus, Drift, Frozen
+from reconciler.core import breaker as brk
+from reconciler.core.model import CycleStatus, Drift, Frozen, Outcome
 from reconciler.core.policy import Policy, Tolerance, Window
+from reconciler.core.ports import BreakerStore
 
-__all__ = ["within_tolerance", "made_progress", "Verdict", "judge_pass", "in_window"]
+__all__ = ["within_tolerance", "made_progress", "Verdict", "judge_pass", "in_window",
+           "count_cycle"]
 
 
 def within_tolerance(drift: Drift, tolerance: Tolerance) -> bool:
@@ -66,3 +69,15 @@ def in_window(now: datetime, windows: Sequence[Window]) -> bool:
     if not windows:
         return True
     return any(now.weekday() in w.days and w.start_hour <= now.hour < w.end_hour for w in windows)
+
+
+def count_cycle(store: BreakerStore, outcome: Outcome, threshold: int, now: datetime) -> bool:
+    """Count a cycle that acted against the target's breaker; True when this opened it."""
+    seen: list[brk.BreakerState] = []
+
+    def step(current: brk.BreakerState) -> brk.BreakerState:
+        seen.append(current)
+        return brk.after_cycle(current, outcome.counts_as_failure, threshold, now, outcome.error)
+
+    after = store.update_breaker(outcome.target, step)
+    return after.state == "open" and seen[-1].state != "open"

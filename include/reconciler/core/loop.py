@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
-from reconciler.core.convergence import in_window, judge_pass, within_tolerance
+from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
 from reconciler.core.kinds import KindRegistry
 from reconciler.core.model import (
     ActionState,
@@ -255,18 +255,9 @@ class _Cycle:
                            actuations=self.actuations, snapshot=snap)
 
     def _update_breaker(self, outcome: Outcome) -> None:
-        seen: list[brk.BreakerState] = []
-
-        def step(current: brk.BreakerState) -> brk.BreakerState:
-            seen.append(current)
-            return brk.after_cycle(current, outcome.counts_as_failure,
-                                   self.req.policy.breaker_failures, self.clock.now(),
-                                   outcome.error)
-
-        after = self.deps.store.update_breaker(self.req.target, step)
-        if after.state == "open" and seen[-1].state != "open":
-            self._emit("breaker_opened", {"failures": after.consecutive_failures,
-                                          "reason": outcome.error})
+        if count_cycle(self.deps.store, outcome, self.req.policy.breaker_failures,
+                       self.clock.now()):
+            self._emit("breaker_opened", {"reason": outcome.error})
 
     def _outcome(self, status: CycleStatus, error: str | None = None) -> Outcome:
         def count(state: ActionState) -> int:
