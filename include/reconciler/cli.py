@@ -18,7 +18,7 @@ from reconciler.runtime import FanOutSink, LogSink, Target, load_target
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_APPROVAL = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_APPROVAL, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +93,10 @@ def cmd_apply(target: Target, args: argparse.Namespace) -> int:
                     reset_breaker=args.reset_breaker, manual=True)
     _out(args, _report_json(report), render_report(report))
     status = report.outcome.status
+    if status == "busy":
+        print(f"another cycle of {target.name} holds its lease (a DAG run or another apply): "
+              "nothing done; try again when it finishes", file=sys.stderr)
+        return EXIT_BUSY
     if status == "needs_approval":
         plan = report.plans[-1]
         print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash} (or --yes)",

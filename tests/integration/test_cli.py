@@ -121,3 +121,30 @@ def test_status_and_breaker_reset(env):
     assert status["breaker"]["state"] == "closed" and status["last_cycle"]["status"] == "in_sync"
     out = reconcile(env, "breaker", "reset", "--target", "lab")
     assert out.returncode == 0 and "closed -> closed" in out.stdout
+
+
+def test_two_applies_at_once_one_acts_the_other_backs_off(env, tmp_path):
+    import subprocess as sp
+
+    reconcile(env, "sim", "seed", "--target", "lab")
+    config = tmp_path / "targets.yaml"
+    config.write_text(config.read_text().replace(
+        f'state: "{tmp_path}/sim.db"', f'state: "{tmp_path}/sim.db", faults: {{latency_s: 1.0}}'))
+    from reconciler.providers.simulated import SimulatedProvider
+
+    fleet = SimulatedProvider(tmp_path / "sim.db")
+    for name in ("node-1", "node-2"):
+        fleet.delete("sim.Node", name)
+    cmd = [sys.executable, "-m", "reconciler", "apply", "--target", "lab", "--yes", "--json"]
+    procs = [sp.Popen(cmd, env=env, stdout=sp.PIPE, stderr=sp.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 4], outs
+    busy = outs[[p.returncode for p in procs].index(4)]
+    assert "holds its lease" in busy[1]
+    from reconciler.store import open_store
+
+    rows = open_store(env["RECONCILER_STORE_URL"]).audit_rows(target="lab", kind="action",
+                                                              limit=1000)
+    done = [r["payload"]["action_id"] for r in rows if r["payload"]["state"] == "succeeded"]
+    assert sorted(done) == ["create:sim.Node/node-1", "create:sim.Node/node-2"]
