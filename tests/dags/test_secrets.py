@@ -1,0 +1,89 @@
+"""No credential anywhere: a recognisable fake AWS secret, every CLI command and a full DAG cycle
+with debug logging, then a scan of logs, artifacts, XComs, the state store and the UI pages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.dags import support
+from tests.dags.conftest import HOME, ROOT, STATE
+
+SECRET = "rEcOnCiLeRfAkEsEcReT0123456789abcdefGHIJ"
+KEY_ID = "AKIARECONCILERTEST01"
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _files_with_secret(*roots: Path) -> list[str]:
+    hits = []
+    for root in roots:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file() and SECRET.encode() in path.read_bytes():
+                hits.append(str(path))
+    return hits
+
+
+def test_the_secret_key_appears_nowhere(dagbag, capfd, monkeypatch):
+    from reconciler.embedded import MotoProcess, endpoint_file, seed_aws_demo
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    logging.getLogger().setLevel(logging.DEBUG)
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
+    outputs: list[str] = []
+    try:
+        with MotoProcess() as moto:
+            endpoint_file().write_text(moto.url + "\n")
+            seed_aws_demo(moto.url, target="cloud")
+            dr, states = support.run(dagbag, "cloud")
+            assert dr.state == "success", states
+            for args in (["validate"], ["plan", "--json"], ["apply", "--yes"], ["status"],
+                         ["history", "--json"], ["breaker", "reset"]):
+                out = subprocess.run(
+                    [sys.executable, "-m", "reconciler", "--verbose", *args[:1], *args[1:],
+                     "--target", "cloud"] if args[0] != "breaker" else
+                    [sys.executable, "-m", "reconciler", "--verbose", "breaker", "reset",
+                     "--target", "cloud"],
+                    env={**os.environ, "PYTHONPATH": str(ROOT / "include")},
+                    capture_output=True, text=True, timeout=300)
+                outputs += [out.stdout, out.stderr]
+                assert out.returncode in (0, 2), (args, out.stderr[-2000:])
+            outputs += _ui_pages()
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+    captured = capfd.readouterr()
+    outputs += [captured.out, captured.err]
+    assert len(outputs) > 15 and not [o for o in outputs if SECRET in o]
+    assert _files_with_secret(STATE, HOME / "airflow") == []  # store, artifacts, XComs, logs
+
+
+def _ui_pages() -> list[str]:
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app())
+    pages = ["/reconciler/", "/reconciler/targets/cloud", "/reconciler/audit?target=cloud",
+             "/reconciler/api/targets", "/reconciler/api/targets/cloud",
+             "/reconciler/api/audit?target=cloud"]
+    out = []
+    for page in pages:
+        reply = client.get(page)
+        assert reply.status_code == 200, (page, reply.status_code)
+        out.append(reply.text)
+    cycles = client.get("/reconciler/api/targets/cloud").json()["history"]
+    assert cycles, "no cycle pages to scan"
+    for cycle in cycles[:3]:
+        out.append(client.get(f"/reconciler/targets/cloud/cycles/{cycle['correlation_id']}").text)
+    return out
+
+
+def test_the_scan_finds_a_planted_secret(tmp_path):
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "leak.json").write_bytes(b'{"k": "' + SECRET.encode() + b'"}')
+    assert _files_with_secret(tmp_path) == [str(tmp_path / "deep" / "leak.json")]
