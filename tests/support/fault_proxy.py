@@ -76,12 +76,12 @@ def _throttle_body(call: _Call) -> tuple[int, str, bytes]:
     return 400, "text/xml", body
 
 
-@dataclass
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that gave up (a sense deadline, a reset we injected) is not news."""
 
 
+@dataclass
 class FaultProxy:
     """Start with ``start()`` (returns its URL); swap ``faults`` any time; read the counters."""
 
