@@ -333,7 +333,8 @@ class Step:
             flapping=tuple(sorted(set(facts.flapping))),
             requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
         )
-        store.record_cycle(outcome)
+        if status != "invalid_input":  # bad input leaves the history untouched (validate says why)
+            store.record_cycle(outcome)
         if facts.acted:
             self._breaker_after(outcome)
         store.release_lease(self.name, self.correlation_id)
