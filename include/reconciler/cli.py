@@ -14,7 +14,8 @@ from reconciler.core import breaker as brk
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState
 from reconciler.core.loop import CycleReport, run_cycle, summary
 from reconciler.render import JsonLinesSink, ProgressBar, render_report
-from reconciler.runtime import FanOutSink, LogSink, Target, load_target
+from reconciler.runtime import FanOutSink, Target, load_target
+from reconciler.sinks import default_sink
 
 __all__ = ["main", "build_parser"]
 
@@ -163,7 +164,7 @@ def cmd_sim(target: Target, args: argparse.Namespace) -> int:
 
 def _cycle(target: Target, args: argparse.Namespace, **request: object) -> CycleReport:
     desired = target.load_desired()
-    sinks = [LogSink(), JsonLinesSink() if args.json else ProgressBar()]
+    sinks = [default_sink(), JsonLinesSink() if args.json else ProgressBar()]
     only = getattr(args, "only_kinds", None)
     req = target.request(desired, only_kinds=tuple(only) if only else None, actor=_actor(),
                          **request)
