@@ -25,6 +25,7 @@ from reconciler.config import TargetConfig, config_path, load_config_lenient
 from reconciler.core.errors import InvalidConfig
 from reconciler_airflow import tasks
 from reconciler_airflow.operators import ActuateOperator, PlanApproval
+from reconciler_airflow.tasks import RUN_PARAMS
 
 __all__ = ["build_all", "build_dag", "dag_id", "pool_name", "schedule_for",
            "ReconcilerConfigWarning"]
@@ -93,12 +94,13 @@ def _default_args(cfg: TargetConfig) -> dict[str, Any]:
 
 def _params() -> dict[str, Param]:
     return {
-        "dry_run": Param(False, type="boolean", description="plan and report; change nothing"),
-        "only_kinds": Param(None, type=["null", "array"], items={"type": "string"},
-                            description="reconcile only these kinds"),
-        "reset_breaker": Param(False, type="boolean",
+        "dry_run": Param(RUN_PARAMS["dry_run"], type="boolean",
+                         description="plan and report; change nothing"),
+        "only_kinds": Param(RUN_PARAMS["only_kinds"], type=["null", "array"],
+                            items={"type": "string"}, description="reconcile only these kinds"),
+        "reset_breaker": Param(RUN_PARAMS["reset_breaker"], type="boolean",
                                description="reset an open circuit breaker before this cycle"),
-        "desired_version": Param(None, type=["null", "string"],
+        "desired_version": Param(RUN_PARAMS["desired_version"], type=["null", "string"],
                                  description="refuse to run unless the source holds this version"),
     }
 

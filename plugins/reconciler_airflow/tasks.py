@@ -44,8 +44,16 @@ def _fail_on_bad_input(fn: Callable[[], Any]) -> Any:
         raise AirflowFailException(str(exc)) from exc
 
 
+RUN_PARAMS: dict[str, Any] = {"dry_run": False, "only_kinds": None, "reset_breaker": False,
+                              "desired_version": None}
+
+
 def _params() -> dict[str, Any]:
-    return dict(get_current_context()["params"] or {})
+    """This run's conf over the defaults. Not ``context["params"]``: Airflow stores a run's
+    conf on the DAG's shared Param objects, so in a long-lived process one run's ``dry_run``
+    would stick to the next runs."""
+    conf = get_current_context()["dag_run"].conf or {}
+    return {k: conf.get(k, default) for k, default in RUN_PARAMS.items()}
 
 
 def _since_run_start() -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dags.support import Webhook
+from tests.support.webhook import Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

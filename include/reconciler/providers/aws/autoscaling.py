@@ -8,7 +8,7 @@ from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import AutoScalingGroupSpec, LaunchTemplateRef
 from reconciler.providers.aws.base import (
-    KindContext,
+    KindHandler,
     Listing,
     check_owned,
     desired_spec,
@@ -51,14 +51,10 @@ def _spec(group: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-class AutoScalingGroups:
+class AutoScalingGroups(KindHandler):
     """One target's auto scaling groups."""
 
     kind = KIND
-
-    def __init__(self, ctx: KindContext) -> None:
-        self.ctx = ctx
-        self.call = ctx.caller.call
 
     def observe(self, timeout_s: float) -> Observation:
         listing = Listing(KIND)

@@ -19,7 +19,8 @@ from reconciler.providers.aws.tags import (
     tag_changes,
 )
 
-__all__ = ["KindContext", "Listing", "desired_spec", "check_owned", "tag_plan", "normalised"]
+__all__ = ["KindContext", "KindHandler", "Listing", "desired_spec", "check_owned", "tag_plan",
+           "normalised"]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ERRORS = 20
@@ -86,6 +87,16 @@ def normalised(model: type[BaseModel], raw: Mapping[str, Any]) -> dict[str, Any]
     except ValidationError:
         return dict(raw)
     return dumped
+
+
+class KindHandler:
+    """Base of one kind's observe/apply: the target's context and its counted, translated caller."""
+
+    kind: str
+
+    def __init__(self, ctx: KindContext) -> None:
+        self.ctx = ctx
+        self.call = ctx.caller.call
 
 
 @dataclass

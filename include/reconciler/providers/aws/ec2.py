@@ -15,7 +15,7 @@ from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import Ec2InstanceSpec
 from reconciler.providers.aws.base import (
-    KindContext,
+    KindHandler,
     Listing,
     check_owned,
     desired_spec,
@@ -44,14 +44,10 @@ def _state(instance: dict[str, Any]) -> str:
     return str(instance.get("State", {}).get("Name", ""))
 
 
-class Ec2Instances:
+class Ec2Instances(KindHandler):
     """One target's EC2 instances."""
 
     kind = KIND
-
-    def __init__(self, ctx: KindContext) -> None:
-        self.ctx = ctx
-        self.call = ctx.caller.call
 
     # -- observe -------------------------------------------------------------------------
 

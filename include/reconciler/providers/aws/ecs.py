@@ -14,6 +14,7 @@ from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import EcsClusterSpec
 from reconciler.providers.aws.base import (
     KindContext,
+    KindHandler,
     Listing,
     check_owned,
     desired_spec,
@@ -61,14 +62,10 @@ def resource_tags(ctx: KindContext, arn: str, to_set: dict[str, str], to_remove:
     return bool(to_set or to_remove)
 
 
-class EcsClusters:
+class EcsClusters(KindHandler):
     """One target's ECS clusters, named by the resource name."""
 
     kind = CLUSTER_KIND
-
-    def __init__(self, ctx: KindContext) -> None:
-        self.ctx = ctx
-        self.call = ctx.caller.call
 
     def observe(self, timeout_s: float) -> Observation:
         listing = Listing(CLUSTER_KIND)

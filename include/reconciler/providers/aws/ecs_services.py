@@ -11,6 +11,7 @@ from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.providers.aws.base import (
     KindContext,
+    KindHandler,
     Listing,
     check_owned,
     desired_spec,
@@ -67,7 +68,7 @@ def _cluster_of(service: dict[str, Any]) -> str:
     return str(service.get("clusterArn", "")).rpartition("/")[2]
 
 
-class EcsServices:
+class EcsServices(KindHandler):
     """One target's ECS services, named by the resource name, in the cluster their spec names."""
 
     kind = SERVICE_KIND
