@@ -24,13 +24,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
-__all__ = ["AirflowStack", "free_port", "ROOT"]
+__all__ = ["AirflowStack", "celery_env", "free_port", "ROOT"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def celery_env(sql_conn: str, broker_url: str, result_backend: str | None = None,
+               visibility_timeout_s: int = 21600) -> dict[str, str]:
+    """Settings for CeleryExecutor: metadata DB (``postgresql+psycopg2://``), Redis broker,
+    result backend (default: the metadata DB, ``db+`` and the same driver), worker hostnames."""
+    backend = result_backend or f"db+{sql_conn}"  # db+postgresql:// alone means psycopg 3 now
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_conn,
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": backend,
+        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(visibility_timeout_s),
+        # two workers on one host share its FQDN; record each task's Celery node (-H wN@%h)
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "reconciler_airflow.hostname.worker_hostname",
+    }
 
 
 @dataclass
