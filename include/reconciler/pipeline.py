@@ -222,7 +222,7 @@ class Step:
         actions = wave.actions[batch["start"]:batch["end"]]
         sliced = wave.model_copy(update={"actions": actions})
         one_wave = plan.model_copy(update={"waves": (sliced,)})
-        actuator = self._actuator(no_rollback=True)
+        actuator = self._actuator()
         result = actuator.run(one_wave)
         self.target.store.record_results(self.name, self.correlation_id, result.results)
         counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
@@ -271,15 +271,17 @@ class Step:
                 if r["state"] == "succeeded" and r["wave"] == wave.index}
         newest_first = sorted((a for a in wave.actions if a.id in done),
                               key=lambda a: done[a.id], reverse=True)
-        undo = self._actuator(no_rollback=True).rollback_actions(wave.index, newest_first,
+        undo = self._actuator().rollback_actions(wave.index, newest_first,
                                                                    "a batch of this wave failed")
         self.target.store.record_results(self.name, self.correlation_id, undo)
         return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
                 "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
 
-    def _actuator(self, no_rollback: bool) -> Actuator:
-        policy = self.policy.model_copy(update={"on_failure": "continue"}) if no_rollback \
-            else self.policy
+    def _actuator(self) -> Actuator:
+        """One batch's executor. Under Airflow the pool's slots (max_parallel) are the
+        concurrency limit, so a batch applies its actions one at a time; a failed wave is
+        undone by the pass's rollback task, across batches, not inside one."""
+        policy = self.policy.model_copy(update={"on_failure": "continue", "max_parallel": 1})
         # action events also go to the audit trail (Step.emit audits the cycle-level ones)
         events = FanOutSink([self.events, AuditSink(self.target.store, actor="airflow")])
         return Actuator(applier=self.target.provider, policy=policy, events=events,
