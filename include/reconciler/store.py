@@ -6,9 +6,7 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -25,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
+from reconciler.sqlite_wal import enable_wal
 
 __all__ = ["AuditKind", "SqlStore", "metadata", "open_store"]
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 AuditKind = Literal["plan", "action", "event", "operator"]
 _BUSY_TIMEOUT_S = 30.0
-_WAL_ATTEMPTS = 40  # x 0.05..0.25 s: a few seconds at most
 _ESTIMATE_WINDOW = 200
 _SQLITE_BEGIN = "reconciler_sqlite_begin"
 _LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
@@ -189,23 +187,9 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-    _enable_wal(cursor)
+    enable_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switching a new file to WAL needs an exclusive lock that SQLite does not wait for (no
-    busy handler): workers opening one new file at once got "database is locked". Retry,
-    bounded; once the file is WAL the pragma is a no-op that takes no lock."""
-    for attempt in range(_WAL_ATTEMPTS):
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
-                raise
-            time.sleep(min(0.25, 0.05 * (attempt + 1)))
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic_core import from_json
 
 from reconciler.core.model import ObservedResource, ResourceKey, canonical_json, content_hash
+from reconciler.sqlite_wal import enable_wal
 
 __all__ = [
     "SIM_KINDS",
@@ -101,7 +102,7 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     )
     db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     if path != ":memory:":
-        db.execute("PRAGMA journal_mode = WAL")
+        enable_wal(db)  # several workers may open a new fleet file at once
         db.execute("PRAGMA synchronous = NORMAL")
     db.execute(_SCHEMA)
     return db
