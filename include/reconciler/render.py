@@ -29,6 +29,8 @@ def render_diff(diff: Diff) -> list[str]:
     lines += [f"  - {r.key}" for r in diff.deletions]
     lines += [f"  ! {k}  (exists but is not owned by this target: left alone)"
               for k in diff.conflicts]
+    lines += [f"  = {k}  (protected-orphaned: not desired, but protected: kept)"
+              for k in diff.protected_orphans]
     return _clip(lines)
 
 

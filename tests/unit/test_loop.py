@@ -79,9 +79,11 @@ def test_blast_radius_waits_for_approval_of_that_exact_plan():
 def test_protected_orphan_is_never_deleted():
     rig = seeded()
     rig.provider.put("sim.Node", "keep", node(), protected=True)
+    rig.provider.delete("sim.Node", "n1")  # other drift, so a plan is made and audited
     report = rig.cycle(FLEET, FAST, approve=True, manual=True)
+    assert report.outcome.status == "converged"
     assert rig.provider.get("sim.Node", "keep") is not None
-    assert any("protected" in b.reason for b in report.plans[0].audit.blocked)
+    assert any(b.reason.startswith("protected-orphaned") for b in report.plans[0].audit.blocked)
 
 
 def test_unobserved_kind_never_loses_resources():
@@ -218,3 +220,28 @@ def test_ignore_fields_resolve_a_fight():
              for r in FLEET]
     rig.provider.put("sim.Workload", "api", workload(replicas=7))
     assert rig.cycle(fleet, FAST).outcome.status == "in_sync"
+
+
+def test_a_protected_orphan_is_kept_and_reported_without_failing_the_cycle():
+    rig = seeded()
+    rig.provider.put("sim.Node", "vault", node(), protected=True)
+    policy = FAST.model_copy(update={"breaker_failures": 1})
+    report = rig.cycle(FLEET, policy, manual=True)
+    assert report.outcome.status == "in_sync" and report.outcome.converged
+    assert [str(k) for k in report.diff.protected_orphans] == ["sim.Node/vault"]
+    assert rig.provider.get("sim.Node", "vault") is not None
+    assert rig.store.load_breaker("t").state == "closed"
+
+
+def test_deleting_a_protected_resource_takes_two_explicit_steps():
+    rig = seeded()
+    rig.provider.put("sim.Node", "vault", node(), protected=True)
+    vault = want("sim.Node/vault", node(), protected=True)
+    step1 = [*FLEET, vault.model_copy(update={"protected": False})]
+    report = rig.cycle(step1, FAST, manual=True)
+    assert report.outcome.status == "converged"
+    assert [c.path for m in report.diff.modifications for c in m.changes] == ["@protected"]
+    assert report.outcome.initial_drift.urgency == "low"
+    assert rig.provider.get("sim.Node", "vault").protected is False
+    rig.cycle(FLEET, FAST.model_copy(update={"max_delete_fraction": 1.0}), manual=True)
+    assert rig.provider.get("sim.Node", "vault") is None

@@ -95,7 +95,7 @@ def test_protected_and_unowned_resources_are_never_deleted():
                          have("sim.Node/u", node(), managed=False)],
                     policy=Policy(max_delete_fraction=1.0))
     assert plan.is_empty
-    assert [b.reason.split(" ")[0] for b in plan.audit.blocked] == ["protected"]
+    assert [b.reason.split(":")[0] for b in plan.audit.blocked] == ["protected-orphaned"]
 
 
 def test_failed_quality_gate_blocks_deletions_only():

@@ -18,9 +18,11 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import Policy
 
-__all__ = ["compare", "diff_spec", "drift_of", "URGENCY_WEIGHT", "OWNERSHIP_FIELD"]
+__all__ = ["compare", "diff_spec", "drift_of", "URGENCY_WEIGHT", "OWNERSHIP_FIELD",
+           "PROTECTION_FIELD"]
 
 OWNERSHIP_FIELD = "@owned"  # the pseudo-field an adoption changes (policy.adopt)
+PROTECTION_FIELD = "@protected"  # un-protecting is step one of deleting a protected resource
 
 URGENCY_WEIGHT: dict[str, float] = {"none": 0.0, "low": 1.0, "high": 3.0, "critical": 10.0}
 
@@ -72,6 +74,9 @@ def compare(
             changes = diff_spec(want.spec, have.spec, _ignored(want, policy), _slack(want, policy))
             if not have.managed:  # adopt: taking ownership is itself a change
                 changes.append(FieldChange(path=OWNERSHIP_FIELD, before=False, after=True))
+            if want.protected != have.protected:
+                changes.append(FieldChange(path=PROTECTION_FIELD, before=have.protected,
+                                           after=want.protected))
             if suppress and changes:
                 changes = _unsuppressed(str(want.key), changes, suppress, suppressed)
             if changes:
@@ -80,8 +85,9 @@ def compare(
                 )
             else:
                 unchanged += 1
-    deletions = [r for r in observed.values() if r.managed]
-    deletions.sort(key=lambda r: (r.key.kind, r.key.name))
+    extras = sorted((r for r in observed.values() if r.managed),
+                    key=lambda r: (r.key.kind, r.key.name))
+    deletions = [r for r in extras if not r.protected]
     diff = Diff.model_construct(
         additions=tuple(additions),
         modifications=tuple(modifications),
@@ -89,6 +95,7 @@ def compare(
         unchanged=unchanged,
         conflicts=tuple(conflicts),
         suppressed=tuple(suppressed),
+        protected_orphans=tuple(r.key for r in extras if r.protected),
     )
     return diff, drift_of(diff, rules)
 
@@ -209,7 +216,7 @@ def _urgency_missing(want: DesiredResource) -> str:
 
 def _urgency_modified(mod: Modification, rules: KindRules) -> str:
     paths = [c.path for c in mod.changes]
-    if all(field_matches(p, rules.cosmetic_fields) for p in paths):
+    if all(p == PROTECTION_FIELD or field_matches(p, rules.cosmetic_fields) for p in paths):
         return "low"
     shortfall = any(
         field_matches(c.path, rules.capacity_fields) and _is_shortfall(c) for c in mod.changes

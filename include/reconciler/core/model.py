@@ -196,6 +196,7 @@ class Diff(Frozen):
     unchanged: int = 0
     conflicts: tuple[ResourceKey, ...] = ()
     suppressed: tuple[str, ...] = ()  # "kind/name:path" left alone: another controller fights it
+    protected_orphans: tuple[ResourceKey, ...] = ()  # not desired, but protected: kept, reported
 
     @property
     def is_empty(self) -> bool:

@@ -33,6 +33,8 @@ from reconciler.core.policy import Policy
 __all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions"]
 
 _RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+PROTECTED_ORPHAN = ("protected-orphaned: removed from the desired state but protected; kept. "
+                    "To delete it, apply protected: false first, then remove it")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def spec_hash(spec: Mapping[str, object]) -> str:
 @without_gc
 def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     """Turn a diff into an ordered plan. Pure: same inputs, same plan and hash."""
-    blocked: list[BlockedChange] = []
+    blocked = [BlockedChange(key=k, change="delete", reason=PROTECTED_ORPHAN)
+               for k in diff.protected_orphans]
     applies = _apply_actions(diff, snapshot, ctx, blocked)
     deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked)
     deps = _dependencies(applies, deletes, diff, ctx.rules)

@@ -49,7 +49,7 @@ _Rate = Field(default=0.0, ge=0.0, le=1.0)
 _PageStatus = Literal["ok", "failed", "throttled", "timeout"]
 _GET = "SELECT spec_json, managed, protected, created_token FROM resources WHERE kind=? AND name=?"
 _INSERT = "INSERT INTO resources VALUES (?, ?, ?, 1, ?, ?, ?)"
-_UPDATE = "UPDATE resources SET spec_json = ? WHERE kind = ? AND name = ?"
+_UPDATE = "UPDATE resources SET spec_json = ?, protected = ? WHERE kind = ? AND name = ?"
 _DELETE = "DELETE FROM resources WHERE kind = ? AND name = ?"
 
 
@@ -127,13 +127,16 @@ def _upsert(db: sqlite3.Connection, action: Action, spec_json: str) -> Operation
         pid = simfleet.provider_id(key.kind, key.name, token)
         db.execute(_INSERT, (key.kind, key.name, spec_json, protected, pid, token))
         return "created"
-    current, managed, _, created_token = row
+    current, managed, protected, created_token = row
     if not managed:
         raise PermanentError(f"{action.type} {key}: not owned by this target")
+    want_protected = int(bool(action.params.get("protected", protected)))
     # a create replayed with its token is the same create: the cloud returns what it made
-    if current == spec_json or (action.type == "create" and created_token == token):
+    if action.type == "create" and created_token == token:
         return "unchanged"
-    db.execute(_UPDATE, (spec_json, key.kind, key.name))
+    if current == spec_json and protected == want_protected:
+        return "unchanged"
+    db.execute(_UPDATE, (spec_json, want_protected, key.kind, key.name))
     return "updated"
 
 
