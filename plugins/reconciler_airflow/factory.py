@@ -3,12 +3,15 @@ targets config, no heavy imports; every task is a thin call into ``reconciler``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import (
     DAG,
     AsyncCallback,
@@ -18,7 +21,6 @@ from airflow.sdk import (
     ParamsDict,
     TaskGroup,
     TriggerRule,
-    task,
 )
 
 from reconciler.config import TargetConfig, config_path, load_config_lenient
@@ -105,6 +107,16 @@ def _params() -> dict[str, Param]:
     }
 
 
+@functools.cache
+def _params_checked_once() -> None:
+    ParamsDict(_params()).validate()
+
+
+def _checked_params() -> ParamsDict:
+    _params_checked_once()
+    return ParamsDict(_params())
+
+
 def _deadline(cfg: TargetConfig) -> DeadlineAlert | None:
     if not cfg.alerts.deadline:
         return None
@@ -127,63 +139,77 @@ def build_dag(cfg: TargetConfig) -> DAG:
         _wire(cfg)
     # Set after wiring: every task built while the DAG has params deep-copies them (a third
     # of parse time); at run time Airflow merges dag.params into each task's params anyway.
-    dag.params = ParamsDict(_params())
+    # ``update`` skips re-checking the defaults against their JSON schemas for every DAG
+    # (jsonschema's meta-schema check, ~2 ms each): they are checked once, in _checked_params.
+    dag.params.update(_checked_params())
     return dag
 
 
 def _wire(cfg: TargetConfig) -> None:
     name, policy = cfg.name, cfg.policy
-    sense = task.sensor(tasks.sense, task_id="sense", mode="reschedule",
-                        poke_interval=min(30.0, max(1.0, policy.sense_deadline_seconds / 10)),
-                        timeout=policy.sense_deadline_seconds * 2 + 60)
-    sensed = sense(name)
-    validated = task(tasks.validate, task_id="validate")(name, sensed)
-    compared = task(tasks.compare, task_id="compare")(name, sensed, validated)
-    routed = task.branch(tasks.route, task_id="route")(name, compared)
-    report = task(tasks.report, task_id="report")(name, sensed)
-    paged = task(tasks.page, task_id="page")(name, compared)
-    routed >> [report, paged]
-    previous: Any = routed
-    ends: list[Any] = [report, paged]
+    sense = PythonSensor(task_id="sense", python_callable=tasks.sense, op_args=[name],
+                         mode="reschedule",
+                         poke_interval=min(30.0, max(1.0, policy.sense_deadline_seconds / 10)),
+                         timeout=policy.sense_deadline_seconds * 2 + 60)
+    validate = _call(tasks.validate, name, sense.output)
+    compare = _call(tasks.compare, name, sense.output, validate.output)
+    route = BranchPythonOperator(task_id="route", python_callable=tasks.route,
+                                 op_args=[name, compare.output])
+    report = _call(tasks.report, name, sense.output)
+    page = _call(tasks.page, name, compare.output)
+    route >> [report, page]
+    previous: Any = route
+    actuates: list[Any] = []
     for pass_no in range(1, policy.max_iterations + 1):
         with TaskGroup(group_id=f"pass_{pass_no}"):
-            previous, rollback = _pass(cfg, pass_no, previous, validated)
-        ends.append(rollback)
-    recorded = task(tasks.record, task_id="record", trigger_rule=TriggerRule.ALL_DONE)(
-        name, policy.max_iterations)
-    [routed, previous, *ends] >> recorded
-    task(tasks.publish, task_id="publish", outlets=[tasks.target_asset(name)])(name, recorded)
+            previous, actuate = _pass(cfg, pass_no, previous, validate)
+        actuates.append(actuate)
+    # One rollback for every pass: a failed batch stops the run, so at most one pass fails.
+    rollback = _call(tasks.rollback, name, policy.max_iterations,
+                     trigger_rule=TriggerRule.ONE_FAILED)
+    actuates >> rollback
+    # the asset event goes out through an alias, only when the cycle converged
+    record = _call(tasks.record, name, policy.max_iterations, trigger_rule=TriggerRule.ALL_DONE,
+                   outlets=[tasks.converged_alias(name)])
+    [route, previous, report, page, rollback] >> record
 
 
-def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validated: Any) -> tuple[Any, Any]:
-    """plan → gate → (approve) → actuate (mapped, waves in order) → verify; rollback on failure.
-    ``plan`` skips the whole pass unless the previous pass asks for more."""
+def _call(fn: Any, *args: Any, **kwargs: Any) -> PythonOperator:
+    """A task named after its callable. Classic operators, not ``@task``: a decorated task
+    costs the dag-processor about twice as much to build (signature inspection per call)."""
+    return PythonOperator(task_id=fn.__name__, python_callable=fn, op_args=list(args), **kwargs)
+
+
+def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tuple[Any, Any]:
+    """plan → approve (pass 1 only; it skips itself unless the plan needs a human) → actuate
+    (mapped, waves in order) → verify. ``plan`` skips the whole pass unless the previous pass
+    asks for more; a later pass whose plan would need approval ends the cycle instead (see
+    :func:`tasks.plan`), so a human approves one plan per cycle, never one they did not see."""
     name, policy = cfg.name, cfg.policy
-    planned = task(tasks.plan, task_id="plan")(name, pass_no, validated)
-    previous >> planned
-    gate = task.branch(tasks.approval_gate, task_id="gate")(pass_no)
-    approve = PlanApproval(
-        target=name, pass_no=pass_no, task_id="approve",
-        subject=f"Approve the reconcile plan for {name} (pass {pass_no})",
-        body=_approval_body(pass_no), defaults="Reject",
-        response_timeout=timedelta(seconds=policy.cycle_deadline_seconds))
+    plan = _call(tasks.plan, name, pass_no, validate.output)
+    previous >> plan
     actuate = ActuateOperator.partial(
         task_id="actuate", target=name, pool=pool_name(name),
         map_index_template="{{ task.batch['label'] }}", wait_s=policy.cycle_deadline_seconds,
         execution_timeout=timedelta(seconds=policy.cycle_deadline_seconds),
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    ).expand(batch=planned)
-    planned >> gate >> [approve, actuate]
-    approve >> actuate
-    rollback = task(tasks.rollback, task_id="rollback", trigger_rule=TriggerRule.ONE_FAILED)(
-        name, pass_no)
-    actuate >> rollback
-    verify = task.sensor(tasks.verify, task_id="verify", mode="reschedule",
-                         poke_interval=max(1.0, min(60.0, policy.settle_seconds / 3 or 1.0)),
-                         timeout=policy.cycle_deadline_seconds,
-                         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(name, pass_no)
-    [gate, actuate] >> verify
-    return verify, rollback
+    ).expand(batch=plan.output)
+    if pass_no == 1:
+        approve = PlanApproval(
+            target=name, pass_no=pass_no, task_id="approve",
+            subject=f"Approve the reconcile plan for {name}",
+            body=_approval_body(pass_no), defaults="Reject",
+            response_timeout=timedelta(seconds=policy.cycle_deadline_seconds))
+        plan >> approve >> actuate
+    # not downstream of approve: a rejection skips approve's direct downstream (actuate),
+    # and verify still observes and reports the unapproved drift
+    verify = PythonSensor(task_id="verify", python_callable=tasks.verify,
+                          op_args=[name, pass_no], mode="reschedule",
+                          poke_interval=max(1.0, min(60.0, policy.settle_seconds / 3 or 1.0)),
+                          timeout=policy.cycle_deadline_seconds,
+                          trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    [plan, actuate] >> verify
+    return verify, actuate
 
 
 def _approval_body(pass_no: int) -> str:
@@ -201,6 +227,7 @@ def _doc(cfg: TargetConfig) -> str:
     p = cfg.policy
     return (f"Reconciles target **{cfg.name}** ({cfg.provider.type}) against `{cfg.desired}`.\n\n"
             f"sense → validate → compare → route → up to {p.max_iterations} passes of "
-            f"plan → (approve) → waves → verify → record. Pool `{pool_name(cfg.name)}` "
-            f"({p.max_parallel} slots); cycle deadline {p.cycle_deadline_seconds:g}s.\n\n"
+            f"plan → (approve, pass 1) → waves → verify; then rollback on failure and record. "
+            f"Pool `{pool_name(cfg.name)}` ({p.max_parallel} slots); "
+            f"cycle deadline {p.cycle_deadline_seconds:g}s.\n\n"
             "Manual runs take `dry_run`, `only_kinds`, `reset_breaker`, `desired_version`.")

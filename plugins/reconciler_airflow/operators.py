@@ -69,6 +69,12 @@ class PlanApproval(ApprovalOperator):
         super().__init__(**kwargs)
         self.target, self.pass_no = target, pass_no
 
+    def execute(self, context: Any) -> Any:
+        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
+        if not (summary or {}).get("needs_approval"):
+            raise AirflowSkipException("within the blast-radius policy: no approval needed")
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         chosen = list(event.get("chosen_options") or [])
         user = event.get("responded_by_user") or {}

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from airflow.sdk import Asset, PokeReturnValue, get_current_context
+from airflow.sdk import Asset, AssetAlias, PokeReturnValue, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 __all__ = [
     "correlation_id", "sense", "validate", "compare", "route", "report", "page", "plan",
-    "approval_gate", "rollback", "verify", "record", "publish",
-    "target_asset",
+    "rollback", "verify", "record", "converged_alias", "target_asset",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,20 +143,28 @@ def plan(target: str, pass_no: int, validated: dict[str, Any]) -> list[dict[str,
     kinds = _params().get("only_kinds") or None
     result = _fail_on_bad_input(
         lambda: _step(target).plan(ref, pass_no, bool(validated["passed"]), kinds))
-    ti.xcom_push(key="summary", value=result["summary"])
+    summary = result["summary"]
+    if pass_no > 1 and summary["needs_approval"]:
+        # only pass 1 asks a human; what a later pass found is this cycle's news, the next asks
+        reason = (f"pass {pass_no}'s plan needs approval ({'; '.join(summary['approval_reasons'])}"
+                  "): nothing applied, the next cycle asks for it")
+        ti.xcom_push(key="decision", value={"continue": False, "status": "needs_approval",
+                                             "reason": reason})
+        raise AirflowSkipException(reason)
+    ti.xcom_push(key="summary", value=summary)
     return list(result["batches"])
 
 
-def approval_gate(pass_no: int) -> str:
-    summary = get_current_context()["ti"].xcom_pull(task_ids=f"pass_{pass_no}.plan",
-                                                     key="summary")
-    return f"pass_{pass_no}.approve" if summary["needs_approval"] else f"pass_{pass_no}.actuate"
-
-
-def rollback(target: str, pass_no: int) -> dict[str, Any]:
-    summary = get_current_context()["ti"].xcom_pull(task_ids=f"pass_{pass_no}.plan",
-                                                     key="summary")
-    return _step(target).rollback(summary["plan_ref"])
+def rollback(target: str, max_iterations: int) -> dict[str, Any]:
+    """Undo the failed wave of the pass that failed (the last pass that planned: a failed batch
+    stops the run, so later passes never plan)."""
+    ti = get_current_context()["ti"]
+    summaries = [ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary")
+                 for i in range(1, max_iterations + 1)]
+    planned = [s for s in summaries if s]
+    if not planned:
+        raise AirflowSkipException("no pass planned anything: nothing to roll back")
+    return _step(target).rollback(planned[-1]["plan_ref"])
 
 
 def verify(target: str, pass_no: int) -> PokeReturnValue:
@@ -181,8 +188,8 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
     ti = ctx["ti"]
     passes = range(1, max_iterations + 1)
     compared = ti.xcom_pull(task_ids="compare") or {}
-    decisions = [d for i in passes
-                 if (d := ti.xcom_pull(task_ids=f"pass_{i}.approve", key="decision"))]
+    approval = ti.xcom_pull(task_ids="pass_1.approve", key="decision")  # only pass 1 asks
+    decisions = [approval] if approval else []
     facts = CycleFacts(
         started_at=ctx["dag_run"].start_date or datetime.now(UTC),
         route=ti.xcom_pull(task_ids="route", key="decision"),
@@ -211,20 +218,20 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
     if outcome["status"] in FAILING:
         # recorded first; now fail the run so the grid, deadline alerts and on-call see it
         raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")
+    if outcome.get("converged"):
+        ctx["outlet_events"][converged_alias(target)].add(target_asset(target), extra={
+            "status": outcome["status"], "correlation_id": outcome["correlation_id"],
+            "desired_version": outcome["desired_version"]})
     return outcome
 
 
 FAILING = ("failed", "no_progress", "deadline", "max_iterations", "invalid_input")
 
 
-def publish(target: str, recorded: dict[str, Any]) -> None:
-    """Emit the target's asset event only when the cycle converged."""
-    if not recorded.get("converged"):
-        raise AirflowSkipException(f"cycle ended {recorded.get('status')}: no asset event")
-    events = get_current_context()["outlet_events"]
-    events[target_asset(target)].extra = {
-        "status": recorded["status"], "correlation_id": recorded["correlation_id"],
-        "desired_version": recorded["desired_version"]}
+def converged_alias(target: str) -> AssetAlias:
+    """``record``'s outlet: it adds an event for :func:`target_asset` only when the cycle
+    converged (a plain outlet would fire on every successful ``record``)."""
+    return AssetAlias(name=f"reconciler__{target}__converged")
 
 
 def target_asset(target: str) -> Asset:

@@ -38,6 +38,16 @@ def last_outcome(target: str) -> Any:
     return store().recent_cycles(target, 1)[0]
 
 
+def asset_events(target: str) -> int:
+    """How many events the target's asset has (each converged cycle adds one)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(AssetModel.name == f"reconciler__{target}").count())
+
+
 def run(dagbag: Any, target: str, conf: dict[str, Any] | None = None) -> tuple[Any, dict[str, str]]:
     """Run one cycle with dag.test(); return the DagRun and each task's state by id."""
     dag = dagbag.dags[f"reconcile__{target}"]

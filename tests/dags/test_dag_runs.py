@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -23,11 +25,12 @@ def webhook():
 def test_no_drift_skips_actuation(dagbag):
     sim = support.seed("sim")
     calls = sim.stats.apply_calls
+    events = support.asset_events("sim")
     dr, states = support.run(dagbag, "sim")
     assert dr.state == "success"
     assert states["route"] == "success" and states["record"] == "success"
     assert states["pass_1.plan"] == "skipped" and states["report"] == "skipped"
-    assert states["publish"] == "success"  # in sync counts as converged: asset event
+    assert support.asset_events("sim") == events + 1  # in sync counts as converged
     assert support.last_outcome("sim").status == "in_sync"
     assert support.fleet("sim").stats.apply_calls == calls == 0
 
@@ -98,13 +101,43 @@ def test_a_plan_past_the_blast_radius_waits_for_a_human(dagbag, choice, status):
     sim.put("sim.Node", "stray", {"pool": "default"})
     approver = support.Approver(choice)
     approver.start()
+    events = support.asset_events("gated")
     dr, states = support.run(dagbag, "gated")
     approver.join(5)
     assert approver.error is None and approver.answered, approver.error
     assert states["pass_1.approve"] == "success"
     assert support.last_outcome("gated").status == status
+    assert support.asset_events("gated") == events + (choice == "Approve")
     gone = support.fleet("gated").get("sim.Node", "stray") is None
     assert gone == (choice == "Approve")
+
+
+def test_a_later_pass_never_applies_what_no_human_approved(dagbag):
+    """Pass 1 needs no approval; a stray appears meanwhile; pass 2 would delete it, which
+    needs approval: the cycle ends needs_approval and the stray stays for the next cycle."""
+    sim = support.seed("gated")
+    sim.delete("sim.Node", "node-a2")
+    sim.delete("sim.Node", "node-b1")
+    stray = threading.Thread(target=_put_stray_once_created, args=("gated", "node-a2"),
+                             daemon=True)
+    stray.start()
+    dr, states = support.run(dagbag, "gated")
+    stray.join(5)
+    assert states["pass_1.approve"] == "skipped" and states["pass_1.actuate[0]"] == "success"
+    assert states["pass_2.plan"] == "skipped" and states["pass_2.actuate"] == "skipped"
+    outcome = support.last_outcome("gated")
+    assert outcome.status == "needs_approval" and "pass 2" in outcome.error
+    assert support.fleet("gated").get("sim.Node", "node-a2") is not None
+    assert support.fleet("gated").get("sim.Node", "stray") is not None
+
+
+def _put_stray_once_created(target: str, name: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if support.fleet(target).get("sim.Node", name) is not None:
+            support.fleet(target).put("sim.Node", "stray", {"pool": "default"})
+            return
+        time.sleep(0.02)
 
 
 def test_an_approval_that_comes_after_the_fleet_changed_applies_nothing(dagbag):
@@ -157,7 +190,7 @@ def test_a_failed_batch_rolls_back_and_the_breaker_counts_it(dagbag):
     finally:
         _enable_faults("flaky", None)
     assert dr.state == "failed"
-    assert states["pass_1.rollback"] == "success"
+    assert states["rollback"] == "success" and states["pass_2.plan"] == "upstream_failed"
     assert support.fleet("flaky").get("sim.Node", "node-a2") is None  # created, then undone
     outcome = support.last_outcome("flaky")
     assert outcome.status == "failed" and outcome.actions_failed >= 1
