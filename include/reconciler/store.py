@@ -14,25 +14,22 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Dialect, Engine, Table, event
+from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 
 from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
-from reconciler.sqlite_wal import enable_wal
+from reconciler.store_engine import configure_sqlite, make_engine, writer
 
 __all__ = ["AuditKind", "SqlStore", "metadata", "open_store"]
 
 log = logging.getLogger(__name__)
 
 AuditKind = Literal["plan", "action", "event", "operator"]
-_BUSY_TIMEOUT_S = 30.0
 _ESTIMATE_WINDOW = 200
-_SQLITE_BEGIN = "reconciler_sqlite_begin"
 _LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
 _utcnow = partial(datetime.now, UTC)
 
@@ -182,41 +179,6 @@ def _breaker_from_row(row: sa.Row[Any]) -> BreakerState:
     return BreakerState(**{name: row._mapping[name] for name in BreakerState.model_fields})
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    """WAL + busy timeout so processes share the file; BEGIN is ours (pysqlite's is lazy)."""
-    dbapi_conn.isolation_level = None
-    cursor = dbapi_conn.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-    enable_wal(cursor)
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # IMMEDIATE takes the write lock up front: a deferred read-then-write would fail
-    # with SQLITE_BUSY instead of waiting, and could act on a stale read.
-    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_SQLITE_BEGIN, '')}")
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    for name, listener in (("connect", _sqlite_connect), ("begin", _sqlite_begin)):
-        if not event.contains(engine, name, listener):
-            event.listen(engine, name, listener)
-
-
-def _make_engine(url: URL) -> Engine:
-    if url.get_backend_name() == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True)
-    if url.get_backend_name() != "sqlite":
-        raise ValueError(f"store must be sqlite or postgresql, not {url.get_backend_name()!r}")
-    memory = url.database in (None, "", ":memory:")
-    return sa.create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S},
-        # An in-memory database lives in one connection; share it (single-process tests only).
-        **({"poolclass": StaticPool} if memory else {}),
-    )
-
-
 class SqlStore:
     """The Store port (history, audit, breaker, leases) on one SQLAlchemy engine."""
 
@@ -225,8 +187,8 @@ class SqlStore:
         self._now = now
         self._dialect = engine.dialect.name
         if self._dialect == "sqlite":
-            _configure_sqlite(engine)
-        self._writer = engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+            configure_sqlite(engine)
+        self._writer = writer(engine)
         self._create_tables()
 
     def __repr__(self) -> str:
@@ -398,6 +360,6 @@ def open_store(url: str | None = None) -> SqlStore:
     parsed = make_url(url or _default_url())
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(_make_engine(parsed))
+    store = SqlStore(make_engine(parsed))
     log.info("state store opened: %s", parsed.render_as_string(hide_password=True))
     return store

@@ -1,11 +1,14 @@
-"""Dependency layering: longest-path levels by Kahn's algorithm, and a readable cycle if any."""
+"""Dependency layering: longest-path levels by Kahn's algorithm, and readable cycles."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
-__all__ = ["layer", "find_cycle", "VIRTUAL_PREFIX"]
+__all__ = ["layer", "find_cycle", "find_cycles", "VIRTUAL_PREFIX"]
+
+K = TypeVar("K", bound=Hashable)
 
 VIRTUAL_PREFIX = "@"  # barrier nodes: ordering only, never a wave of their own
 
@@ -68,3 +71,53 @@ def find_cycle(graph: Mapping[str, Sequence[str]], among: set[str]) -> list[str]
                 color[node] = 2
                 path.pop()
     return []
+
+
+def find_cycles(edges: Mapping[K, Sequence[K]]) -> list[list[K]]:
+    """Dependency cycles, each starting at its earliest node in ``edges`` order.
+
+    Nodes that cannot reach a cycle are peeled off first (repeatedly removing nodes with no
+    remaining dependencies); from any node left, following dependencies must enter a cycle.
+    Each cycle found is removed in turn, so every node is visited a bounded number of times.
+    """
+    order = {node: position for position, node in enumerate(edges)}
+    succ = {node: [d for d in dict.fromkeys(deps) if d in order] for node, deps in edges.items()}
+    parents: dict[K, list[K]] = {node: [] for node in edges}
+    for node, deps in succ.items():
+        for dep in deps:
+            parents[dep].append(node)
+    degree = {node: len(deps) for node, deps in succ.items()}
+    alive = set(edges)
+
+    def drop(nodes: Iterable[K]) -> None:
+        queue = list(nodes)
+        while queue:
+            node = queue.pop()
+            if node in alive:
+                alive.discard(node)
+                for parent in parents[node]:
+                    degree[parent] -= 1
+                    if degree[parent] == 0:
+                        queue.append(parent)
+
+    drop(node for node, count in degree.items() if count == 0)
+    cycles: list[list[K]] = []
+    for start in edges:
+        while start in alive:
+            cycle = _walk_to_cycle(start, succ, alive)
+            earliest = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+            cycles.append(cycle[earliest:] + cycle[:earliest])
+            drop(cycle)
+    return cycles
+
+
+def _walk_to_cycle(start: K, succ: Mapping[K, list[K]], alive: set[K]) -> list[K]:
+    # Every live node has a live dependency, so the walk revisits a node within len(alive) steps.
+    seen: dict[K, int] = {}
+    path: list[K] = []
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(dep for dep in succ[node] if dep in alive)
+    return path[seen[node] :]

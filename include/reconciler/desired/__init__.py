@@ -1,8 +1,8 @@
 """Desired-state sources: a directory of YAML files or a versioned S3 prefix."""
 
+from reconciler.core.graph import find_cycles
 from reconciler.desired.yaml_source import (
     desired_version,
-    find_cycles,
     load_desired,
     load_desired_dir,
     load_desired_files,

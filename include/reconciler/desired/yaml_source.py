@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from pydantic import (
 
 from reconciler.core.errors import InvalidDesiredState, SourceLocation
 from reconciler.core.gcpause import gc_paused
+from reconciler.core.graph import find_cycles
 from reconciler.core.model import (
     DesiredResource,
     DesiredState,
@@ -44,7 +45,6 @@ __all__ = [
     "load_desired_dir",
     "load_desired_files",
     "desired_version",
-    "find_cycles",
     "NAME_PATTERN",
     "YAML_SUFFIXES",
 ]
@@ -55,7 +55,6 @@ _EMPTY_HINT = "an empty desired state never means 'delete everything' (allow_emp
 
 Problem = tuple[SourceLocation, str]
 M = TypeVar("M", bound=BaseModel)
-K = TypeVar("K", bound=Hashable)
 
 
 def _check_name(name: str) -> str:
@@ -355,53 +354,3 @@ def _cycles(by_key: dict[ResourceKey, _Declared]) -> list[Problem]:
         location = SourceLocation(first.doc.file, first.doc.line(first.base), field)
         problems.append((location, f"dependency cycle: {text}"))
     return problems
-
-
-def find_cycles(edges: Mapping[K, Sequence[K]]) -> list[list[K]]:
-    """Dependency cycles, each starting at its earliest node in ``edges`` order.
-
-    Nodes that cannot reach a cycle are peeled off first (repeatedly removing nodes with no
-    remaining dependencies); from any node left, following dependencies must enter a cycle.
-    Each cycle found is removed in turn, so every node is visited a bounded number of times.
-    """
-    order = {node: position for position, node in enumerate(edges)}
-    succ = {node: [d for d in dict.fromkeys(deps) if d in order] for node, deps in edges.items()}
-    parents: dict[K, list[K]] = {node: [] for node in edges}
-    for node, deps in succ.items():
-        for dep in deps:
-            parents[dep].append(node)
-    degree = {node: len(deps) for node, deps in succ.items()}
-    alive = set(edges)
-
-    def drop(nodes: Iterable[K]) -> None:
-        queue = list(nodes)
-        while queue:
-            node = queue.pop()
-            if node in alive:
-                alive.discard(node)
-                for parent in parents[node]:
-                    degree[parent] -= 1
-                    if degree[parent] == 0:
-                        queue.append(parent)
-
-    drop(node for node, count in degree.items() if count == 0)
-    cycles: list[list[K]] = []
-    for start in edges:
-        while start in alive:
-            cycle = _walk_to_cycle(start, succ, alive)
-            earliest = min(range(len(cycle)), key=lambda i: order[cycle[i]])
-            cycles.append(cycle[earliest:] + cycle[:earliest])
-            drop(cycle)
-    return cycles
-
-
-def _walk_to_cycle(start: K, succ: Mapping[K, list[K]], alive: set[K]) -> list[K]:
-    # Every live node has a live dependency, so the walk revisits a node within len(alive) steps.
-    seen: dict[K, int] = {}
-    path: list[K] = []
-    node = start
-    while node not in seen:
-        seen[node] = len(path)
-        path.append(node)
-        node = next(dep for dep in succ[node] if dep in alive)
-    return path[seen[node] :]
