@@ -92,6 +92,8 @@ class AirflowStack:
             "AIRFLOW__API__SECRET_KEY": secret_file.read_text(),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_conn
             or f"sqlite:///{self.home}/airflow.db",
+            **({} if self.sql_conn else {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS":
+                                         "reconciler_airflow.metadb.SQLITE_CONNECT_ARGS"}),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
