@@ -88,8 +88,13 @@ def sim_rows() -> list[Row]:
         rig.provider.faults = faults
         return rig
 
-    def row(name: str, faults: Faults, guard: str, pol: Policy = policy) -> Row:
+    def row(name: str, faults: Faults, guard: str, pol: Policy = policy,
+            after_a_good_cycle: bool = False) -> Row:
         rig = world(faults)
+        if after_a_good_cycle:  # the store remembers what a healthy listing returned
+            rig.provider.faults = Faults()
+            rig.cycle(fleet, pol, approve=True)
+            rig.provider.faults = faults
         t0 = time.perf_counter()
         cycles, reports = _until_converged(lambda: rig.cycle(fleet, pol, approve=True))
         wall = time.perf_counter() - t0
@@ -107,6 +112,9 @@ def sim_rows() -> list[Row]:
             "no delete of unobserved (orphan kept)"),
         row("empty 200 OK listing of sim.Workload", Faults(empty_kinds=frozenset({"sim.Workload"})),
             "creates are idempotent: no duplicate"),
+        row("the same, after a good cycle listed 40",
+            Faults(empty_kinds=frozenset({"sim.Workload"})),
+            "doubted for a cycle (nothing sent), then idempotent creates", after_a_good_cycle=True),
         row("latency spike past the sense deadline", Faults(latency_s=5.0),
             "incomplete: no deletes", policy.model_copy(update={"sense_deadline_seconds": 1})),
     ]

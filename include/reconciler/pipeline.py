@@ -33,7 +33,7 @@ from reconciler.core.model import (
 from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.ports import EventSink
-from reconciler.core.sense import SenseOptions, sense
+from reconciler.core.sense import SenseOptions, remembered_counts, sense
 from reconciler.metrics import Metrics
 from reconciler.outcomes import CycleFacts, cycle_status, last
 from reconciler.runtime import FanOutSink, SystemClock, Target, load_target
@@ -73,10 +73,18 @@ class Step:
 
     # -- sense / validate / compare -----------------------------------------------------
 
-    def sense(self, label: str, kinds: list[str] | None = None) -> dict[str, Any]:
+    def sense(self, label: str, kinds: list[str] | None = None,
+              remember: bool = True) -> dict[str, Any]:
+        """Capture a snapshot as an artifact. ``remember`` (not for dry runs) keeps each kind's
+        listing size for the next cycle to doubt a sudden empty listing against."""
+        store = self.target.store
+        options = SenseOptions(deadline_s=self.policy.sense_deadline_seconds,
+                               last_counts=store.listing_counts(self.name, self.correlation_id),
+                               doubt_empty_from=self.policy.doubt_empty_from)
         snap = sense(self.target.provider, kinds or list(self.target.kinds()), target=self.name,
-                     correlation_id=self.correlation_id, clock=SystemClock(),
-                     options=SenseOptions(deadline_s=self.policy.sense_deadline_seconds))
+                     correlation_id=self.correlation_id, clock=SystemClock(), options=options)
+        if remember:
+            store.save_listing_counts(self.name, self.correlation_id, remembered_counts(snap))
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  snap.model_dump(mode="json"))
         self.metrics.snapshot(self.name, snap)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import sqlalchemy as sa
-from sqlalchemy import Dialect, Engine, Table
+from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
+from reconciler.core.sense import ListingCount
 from reconciler.store_engine import configure_sqlite, make_engine, writer
+from reconciler.store_schema import audit, breakers, cycles, leases, listings, metadata
 
 __all__ = ["AuditKind", "SqlStore", "metadata", "open_store"]
 
@@ -32,90 +34,6 @@ AuditKind = Literal["plan", "action", "event", "operator"]
 _ESTIMATE_WINDOW = 200
 _LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
 _utcnow = partial(datetime.now, UTC)
-
-
-class UtcDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC in and out; SQLite stores naive UTC text (sortable), PG timestamptz."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        # Naive values are taken as UTC: models accept them and refusing would lose a record.
-        utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-metadata = sa.MetaData()
-
-cycles = Table(
-    "reconciler_cycles", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("target", sa.String(255), nullable=False),
-    sa.Column("correlation_id", sa.String(255), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("converged", sa.Boolean, nullable=False),
-    sa.Column("started_at", UtcDateTime, nullable=False),
-    sa.Column("finished_at", UtcDateTime, nullable=False),
-    sa.Column("desired_version", sa.String(255), nullable=False),
-    sa.Column("initial_drift_magnitude", sa.Float, nullable=False),
-    sa.Column("final_drift_magnitude", sa.Float, nullable=False),
-    sa.Column("urgency", sa.String(16), nullable=False),
-    *(sa.Column(name, sa.Integer, nullable=False) for name in (
-        "actions_succeeded", "actions_failed", "actions_skipped", "iterations")),
-    sa.Column("dry_run", sa.Boolean, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("outcome_json", sa.Text, nullable=False),
-    sa.UniqueConstraint("target", "correlation_id", name="reconciler_cycles_target_cid"),
-    sa.Index("reconciler_cycles_target_started", "target", "started_at"),
-)
-
-audit = Table(
-    "reconciler_audit", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("target", sa.String(255), nullable=False),
-    sa.Column("correlation_id", sa.String(255), nullable=False),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("actor", sa.String(255), nullable=False),
-    sa.Column("action_id", sa.String(255)),
-    # NULL for operator rows: NULLs never collide, so those are never deduplicated.
-    sa.Column("dedup_key", sa.String(64), unique=True),
-    sa.Column("resource_kind", sa.String(255)),
-    sa.Column("action_type", sa.String(16)),
-    sa.Column("state", sa.String(16)),
-    sa.Column("is_rollback", sa.Boolean),
-    sa.Column("duration_s", sa.Float),
-    sa.Column("payload_json", sa.Text, nullable=False),
-    sa.Index("reconciler_audit_target_at", "target", "at"),
-    sa.Index("reconciler_audit_at", "at"),
-    sa.Index("reconciler_audit_estimates",
-             "target", "kind", "state", "resource_kind", "action_type"),
-)
-
-breakers = Table(
-    "reconciler_breaker", metadata,
-    sa.Column("target", sa.String(255), primary_key=True),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("consecutive_failures", sa.Integer, nullable=False),
-    sa.Column("opened_at", UtcDateTime),
-    sa.Column("reason", sa.Text),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
-)
-
-leases = Table(
-    "reconciler_leases", metadata,
-    sa.Column("target", sa.String(255), primary_key=True),
-    sa.Column("holder", sa.String(255), nullable=False),
-    sa.Column("expires_at", UtcDateTime, nullable=False),
-)
 
 
 def _key(*parts: Any) -> str:
@@ -173,6 +91,10 @@ _AUDIT_FIELDS = ("id", "target", "correlation_id", "at", "kind", "actor", "actio
 def _audit_dict(row: sa.Row[Any]) -> dict[str, Any]:
     fields = {name: row._mapping[name] for name in _AUDIT_FIELDS}
     return {**fields, "payload": json.loads(row.payload_json)}
+
+
+def _listing_count(row: sa.Row[Any]) -> ListingCount:
+    return ListingCount(row.count, row.cycle, row.prev_count, row.prev_cycle)
 
 
 def _breaker_from_row(row: sa.Row[Any]) -> BreakerState:
@@ -317,6 +239,27 @@ class SqlStore:
 
     def _breaker_upsert(self, state: BreakerState) -> Any:
         return _upsert(self._dialect, breakers, self._breaker_values(state), ("target",))
+
+    def listing_counts(self, target: str, correlation_id: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(listings).where(listings.c.target == target)).all()
+        seen = {r.kind: _listing_count(r).seen_by(correlation_id) for r in rows}
+        return {kind: n for kind, n in seen.items() if n is not None}
+
+    def save_listing_counts(self, target: str, correlation_id: str,
+                            counts: Mapping[str, int]) -> None:
+        if not counts:
+            return
+        with self._writer.begin() as conn:
+            rows = conn.execute(sa.select(listings).where(listings.c.target == target)).all()
+            old = {r.kind: _listing_count(r) for r in rows}
+            for kind, n in counts.items():
+                new = (old[kind].saved(correlation_id, n) if kind in old
+                       else ListingCount(n, correlation_id))
+                values = {"target": target, "kind": kind, "count": new.count,
+                          "cycle": new.cycle, "prev_count": new.prev_count,
+                          "prev_cycle": new.prev_cycle}
+                conn.execute(_upsert(self._dialect, listings, values, ("target", "kind")))
 
     def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
         """Take, renew (same holder) or take over an expired lease; False if someone holds it."""

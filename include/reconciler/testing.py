@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import ActionResult, Event, Outcome, Plan
+from reconciler.core.sense import ListingCount
 
 __all__ = ["FakeClock", "MemoryStore", "RecordingSink"]
 
@@ -67,6 +68,7 @@ class MemoryStore:
         self.breakers: dict[str, BreakerState] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.lease_clock = 0.0
+        self.listings: dict[tuple[str, str], ListingCount] = {}
         self._lock = threading.Lock()
 
     def record_cycle(self, outcome: Outcome) -> None:
@@ -80,6 +82,19 @@ class MemoryStore:
 
     def record_plan(self, plan: Plan, actor: str = "reconciler") -> None:
         self.plans.append(plan)
+
+    def listing_counts(self, target: str, correlation_id: str) -> dict[str, int]:
+        seen = {kind: c.seen_by(correlation_id) for (t, kind), c in self.listings.items()
+                if t == target}
+        return {kind: n for kind, n in seen.items() if n is not None}
+
+    def save_listing_counts(
+        self, target: str, correlation_id: str, counts: Mapping[str, int]
+    ) -> None:
+        for kind, n in counts.items():
+            old = self.listings.get((target, kind))
+            self.listings[(target, kind)] = (ListingCount(n, correlation_id) if old is None
+                                             else old.saved(correlation_id, n))
 
     def record_results(
         self, target: str, correlation_id: str, results: Sequence[ActionResult]

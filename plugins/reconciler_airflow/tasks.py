@@ -64,8 +64,9 @@ def sense(target: str) -> PokeReturnValue:
     """Re-poke while completeness is below the threshold; at the sense deadline, go on with what
     was seen (deletions of incomplete kinds are then impossible) and say so."""
     step = _step(target)
-    kinds = _params().get("only_kinds") or None
-    seen = step.sense("sense", kinds)
+    params = _params()
+    seen = step.sense("sense", params.get("only_kinds") or None,
+                      remember=not params.get("dry_run"))
     if seen["complete_enough"]:
         return PokeReturnValue(is_done=True, xcom_value=seen)
     if _since_run_start() >= step.policy.sense_deadline_seconds:

@@ -250,6 +250,18 @@ def test_duration_estimates_are_medians_of_recent_successful_forward_actions(
     assert store.duration_estimates("absent") == {}
 
 
+def test_listing_counts_are_remembered_per_target_across_cycles(store: SqlStore) -> None:
+    store.save_listing_counts("t", "c1", {"sim.Node": 5, "sim.Workload": 2})
+    store.save_listing_counts("t", "c1", {"sim.Node": 6})  # the same cycle senses again
+    store.save_listing_counts("other", "x1", {"sim.Node": 99})
+    assert store.listing_counts("t", "c1") == {}  # a cycle never compares with itself
+    assert store.listing_counts("t", "c2") == {"sim.Node": 6, "sim.Workload": 2}
+    store.save_listing_counts("t", "c2", {"sim.Node": 0})
+    assert store.listing_counts("t", "c2") == {"sim.Node": 6, "sim.Workload": 2}
+    assert store.listing_counts("t", "c3") == {"sim.Node": 0, "sim.Workload": 2}
+    assert store.listing_counts("other", "x2") == {"sim.Node": 99}
+
+
 def test_an_unknown_target_has_a_closed_breaker(store: SqlStore) -> None:
     assert store.load_breaker("t") == BreakerState(target="t")
 

@@ -95,6 +95,24 @@ def test_unobserved_kind_never_loses_resources():
     assert report.snapshot.kinds["sim.Node"].completeness == 0.0
 
 
+def test_a_sudden_empty_listing_recreates_nothing_until_a_second_cycle_agrees():
+    rig = seeded()
+    policy = FAST.model_copy(update={"doubt_empty_from": 2})  # FLEET has two nodes
+    assert rig.cycle(FLEET, policy).outcome.status == "in_sync"
+    rig.provider.faults = Faults(empty_kinds=frozenset({"sim.Node"}))  # "200 OK", nothing in it
+    for _ in range(2):  # dry runs record nothing, so they do not wear the doubt down
+        assert rig.cycle(FLEET, policy, dry_run=True).snapshot.kinds["sim.Node"].doubted_empty
+    doubted = rig.cycle(FLEET, policy, approve=True)
+    assert doubted.snapshot.kinds["sim.Node"].doubted_empty
+    assert rig.provider.stats.apply_calls == 0  # no creates on a listing nobody believes
+    assert doubted.outcome.status == "failed" and "sim.Node observed 0%" in doubted.outcome.error
+    believed = rig.cycle(FLEET, policy, approve=True)
+    assert not believed.snapshot.kinds["sim.Node"].doubted_empty
+    assert rig.provider.stats.apply_calls > 0  # believed now: idempotent creates go out
+    assert sorted(k for k in rig.fleet() if k.startswith("sim.Node/")) == \
+        ["sim.Node/n1", "sim.Node/n2"]  # and duplicate nothing
+
+
 def test_failing_cycles_open_the_breaker_which_stays_open_until_reset():
     rig = seeded(Faults(fail_actions=frozenset({"sim.Node/n1"})))
     rig.provider.delete("sim.Node", "n1")

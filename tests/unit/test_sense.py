@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from reconciler.core.errors import TemporaryError
 from reconciler.core.model import Observation
-from reconciler.core.sense import SenseOptions, sense
+from reconciler.core.sense import ListingCount, SenseOptions, remembered_counts, sense
 from reconciler.testing import FakeClock
 from tests.builders import have, node
 
@@ -104,3 +104,40 @@ def test_snapshot_round_trips_through_json():
                                   "sim.Workload": obs("sim.Workload")}))
     again = type(snap).model_validate_json(snap.model_dump_json())
     assert again == snap
+
+
+def take_after(listed_before, answers, doubt_from=3):
+    options = SenseOptions(deadline_s=5.0, last_counts=listed_before, doubt_empty_from=doubt_from)
+    return sense(ScriptedObserver(answers), ["sim.Node", "sim.Workload"], target="t",
+                 correlation_id="c-9", clock=FakeClock(), options=options)
+
+
+def test_an_empty_listing_where_the_last_cycle_listed_many_is_doubted():
+    snap = take_after({"sim.Node": 5, "sim.Workload": 5},
+                      {"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload", "w")})
+    status = snap.kinds["sim.Node"]
+    assert status.doubted_empty and status.completeness == 0.0 and "listed 5" in status.errors[0]
+    assert not snap.is_complete("sim.Node") and snap.is_complete("sim.Workload")
+    assert remembered_counts(snap) == {"sim.Node": 0, "sim.Workload": 1}  # next time: believed
+
+
+def test_an_empty_listing_is_believed_when_it_was_small_empty_unknown_or_doubt_is_off():
+    answers = {"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload")}
+    for before, doubt_from in (({"sim.Node": 2}, 3), ({"sim.Node": 0}, 3), ({}, 3),
+                               ({"sim.Node": 50}, 0)):
+        snap = take_after(before, answers, doubt_from)
+        assert snap.is_complete("sim.Node") and not snap.kinds["sim.Node"].doubted_empty
+
+
+def test_a_failed_listing_leaves_the_remembered_count_as_it_was():
+    snap = take_after({"sim.Node": 5}, {"sim.Node": TemporaryError("503"),
+                                        "sim.Workload": obs("sim.Workload")})
+    assert remembered_counts(snap) == {"sim.Workload": 0}
+
+
+def test_a_listing_count_keeps_the_cycle_before_for_a_cycle_that_senses_again():
+    count = ListingCount(5, "c1").saved("c1", 6)
+    assert count.seen_by("c2") == 6 and count.seen_by("c1") is None
+    count = count.saved("c2", 0)
+    assert count.seen_by("c2") == 6 and count.seen_by("c3") == 0
+    assert count.saved("c2", 1).seen_by("c2") == 6

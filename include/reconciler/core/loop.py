@@ -27,7 +27,7 @@ from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.core.ports import Clock, EventSink, Provider, SnapshotGate, Store
-from reconciler.core.sense import SenseOptions, sense
+from reconciler.core.sense import SenseOptions, remembered_counts, sense
 
 __all__ = ["CycleRequest", "CycleDeps", "CycleReport", "run_cycle", "summary"]
 
@@ -89,6 +89,7 @@ class _Cycle:
         self.changed: set[str] = set()
         self.flapping: set[str] = set()
         self.suppress = self._fights()
+        self.last_counts = deps.store.listing_counts(req.target, req.correlation_id)
         self.iterations = 0
 
     def run(self) -> CycleReport:
@@ -180,10 +181,16 @@ class _Cycle:
 
     def _sense(self, previous: Snapshot | None) -> Snapshot:
         options = SenseOptions(deadline_s=min(self.req.policy.sense_deadline_seconds,
-                                              max(0.001, self.deadline - self.clock.monotonic())))
-        return sense(self.deps.provider, self._kinds(), target=self.req.target,
+                                              max(0.001, self.deadline - self.clock.monotonic())),
+                               last_counts=self.last_counts,
+                               doubt_empty_from=self.req.policy.doubt_empty_from)
+        snap = sense(self.deps.provider, self._kinds(), target=self.req.target,
                      correlation_id=self.req.correlation_id, clock=self.clock,
                      options=options, previous=previous)
+        if not self.req.dry_run:  # a dry run records nothing, not even what it saw
+            self.deps.store.save_listing_counts(self.req.target, self.req.correlation_id,
+                                                remembered_counts(snap))
+        return snap
 
     def _kinds(self) -> tuple[str, ...]:
         if self.req.only_kinds is None:

@@ -143,6 +143,7 @@ class KindStatus(Frozen):
     latency_s: float
     errors: tuple[str, ...] = ()
     stale_age_s: float | None = None
+    doubted_empty: bool = False  # listed empty while the last cycle listed many: not believed
 
     @property
     def complete(self) -> bool:

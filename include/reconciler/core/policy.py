@@ -36,6 +36,9 @@ class Policy(Frozen):
     jitter: float = Field(default=0.5, ge=0.0, le=1.0)
     max_delete_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     completeness_threshold: float = Field(default=1.0, ge=0.0, le=1.0)
+    # A complete listing that comes back empty is doubted for one cycle when the previous
+    # cycle listed at least this many of the kind (0: believe every empty listing).
+    doubt_empty_from: int = Field(default=3, ge=0)
     sense_deadline_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
     settle_seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
     cycle_deadline_seconds: float = Field(default=900.0, gt=0.0, le=86400.0)

@@ -109,5 +109,16 @@ class Leases(Protocol):
     def release_lease(self, target: str, holder: str) -> None: ...
 
 
-class Store(CycleHistory, AuditLog, BreakerStore, Leases, Protocol):
+class ListingMemory(Protocol):
+    """Per kind, how many resources a target's listings returned, kept across cycles."""
+
+    def listing_counts(self, target: str, correlation_id: str) -> dict[str, int]:
+        """What the latest cycle other than ``correlation_id`` remembered, by kind."""
+        ...
+    def save_listing_counts(
+        self, target: str, correlation_id: str, counts: Mapping[str, int]
+    ) -> None: ...
+
+
+class Store(CycleHistory, AuditLog, BreakerStore, Leases, ListingMemory, Protocol):
     """Everything a cycle persists, composed from the small ports above."""

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from reconciler.core.gcpause import without_gc
 from reconciler.core.model import KindStatus, Observation, ObservedResource, Snapshot
 from reconciler.core.ports import Clock, Observer
 
-__all__ = ["SenseOptions", "sense"]
+__all__ = ["ListingCount", "SenseOptions", "remembered_counts", "sense"]
 
 
 @dataclass(frozen=True)
 class SenseOptions:
-    """Bounds of one sense: the deadline, what counts as slow, and how old a fallback may be."""
+    """Bounds of one sense: the deadline, what counts as slow, how old a fallback may be, and
+    what the previous cycle listed (to doubt a sudden empty listing)."""
 
     deadline_s: float = 60.0
     slow_fraction: float = 0.5
     max_stale_s: float = 600.0
     max_workers: int = 4
+    last_counts: Mapping[str, int] = field(default_factory=dict)
+    doubt_empty_from: int = 3
 
 
 @without_gc
@@ -47,7 +50,14 @@ def sense(
     resources: list[ObservedResource] = []
     for kind in kinds:
         obs, latency = observations[kind]
+        doubted = _doubted(obs, options)
+        if doubted:
+            obs = _failed(kind, f"listed empty although the last cycle listed "
+                                f"{options.last_counts[kind]}: doubted until the next cycle's "
+                                "listing agrees")
         status, kind_resources = _judge_kind(obs, latency, options, previous, started_at)
+        if doubted:
+            status = status.model_copy(update={"doubted_empty": True})
         statuses[kind] = status
         resources.extend(kind_resources)
     return Snapshot.model_construct(
@@ -88,6 +98,42 @@ def _observe_one(
     except Exception as exc:  # any failure of one kind only makes that kind incomplete
         obs = _failed(kind, f"{type(exc).__name__}: {exc}")
     return obs, clock.monotonic() - t0
+
+
+def _doubted(obs: Observation, options: SenseOptions) -> bool:
+    """An API that answers "200 OK, nothing here" for a kind that had many resources is more
+    likely broken than the fleet gone: believing it would re-create them all. The kind counts
+    as unobserved for this cycle (no create, update or delete); a second empty cycle is real."""
+    listed_before = options.last_counts.get(obs.kind, 0)
+    return (options.doubt_empty_from > 0 and listed_before >= options.doubt_empty_from
+            and obs.completeness >= 1.0 and not obs.resources)
+
+
+def remembered_counts(snapshot: Snapshot) -> dict[str, int]:
+    """What the next cycle should compare an empty listing with: every kind listed in full,
+    and a doubted kind as empty (so two empty cycles in a row are believed). A kind whose
+    listing failed keeps what was remembered before."""
+    return {kind: 0 if status.doubted_empty else status.count
+            for kind, status in snapshot.kinds.items() if status.complete or status.doubted_empty}
+
+
+@dataclass(frozen=True)
+class ListingCount:
+    """One kind's remembered listing size, in two slots: the latest cycle's and the one before,
+    so a cycle that senses again (re-pokes, verify) never compares a listing with its own."""
+
+    count: int
+    cycle: str
+    prev_count: int | None = None
+    prev_cycle: str | None = None
+
+    def saved(self, cycle: str, count: int) -> ListingCount:
+        if cycle == self.cycle:
+            return replace(self, count=count)
+        return ListingCount(count, cycle, self.count, self.cycle)
+
+    def seen_by(self, cycle: str) -> int | None:
+        return self.prev_count if cycle == self.cycle else self.count
 
 
 def _failed(kind: str, error: str) -> Observation:

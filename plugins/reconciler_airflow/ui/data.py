@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from reconciler.config import config_path, load_config_lenient
 from reconciler.core.model import Outcome
-from reconciler.store import SqlStore, cycles, open_store
+from reconciler.store import SqlStore, open_store
+from reconciler.store_schema import cycles
 from reconciler_airflow.ui.runlinks import RUN_LINK, run_link
 
 __all__ = ["store", "target_names", "dag_id", "target_summary", "cycle_detail", "audit_trail",
