@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,17 @@ from airflow_stack import AirflowStack, free_port  # noqa: E402
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def fresh_state(home: Path) -> None:
+    """Each demo starts from a clean history: the fleets are re-seeded and drifted the same way
+    every time, and remembered history would soon read that as another controller fighting
+    over those fields (and leave them alone, as it should for a real fight)."""
+    if os.environ.get("RECONCILER_STORE_URL"):
+        return  # someone else's store: never wipe it
+    for path in home.glob("state.db*"):
+        path.unlink()
+    shutil.rmtree(home / "artifacts", ignore_errors=True)
 
 
 def seed_demo_fleet() -> None:
@@ -76,6 +88,7 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(os.environ.setdefault("RECONCILER_HOME", str(ROOT / ".reconciler" / "demo")))
     home.mkdir(parents=True, exist_ok=True)
+    fresh_state(home)
     seed_demo_fleet()
     moto = start_embedded_aws()
     port = args.port if port_free(args.port) else free_port()
