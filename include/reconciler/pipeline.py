@@ -19,6 +19,7 @@ from reconciler.core.compare import compare
 from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
 from reconciler.core.errors import PlanRejected
 from reconciler.core.gate import GateVerdict
+from reconciler.core.inflight import settled_creates
 from reconciler.core.model import (
     ActionResult,
     DesiredState,
@@ -77,19 +78,24 @@ class Step:
               remember: bool = True) -> dict[str, Any]:
         """Capture a snapshot as an artifact. ``remember`` (not for dry runs) keeps each kind's
         listing size for the next cycle to doubt a sudden empty listing against."""
-        store = self.target.store
-        options = SenseOptions(deadline_s=self.policy.sense_deadline_seconds,
+        store, policy = self.target.store, self.policy
+        pending = store.pending_creates(self.name)
+        options = SenseOptions(deadline_s=policy.sense_deadline_seconds,
                                last_counts=store.listing_counts(self.name, self.correlation_id),
-                               doubt_empty_from=self.policy.doubt_empty_from)
+                               doubt_empty_from=policy.doubt_empty_from,
+                               pending=pending, pending_ttl_s=policy.create_pending_seconds)
         snap = sense(self.target.provider, kinds or list(self.target.kinds()), target=self.name,
                      correlation_id=self.correlation_id, clock=SystemClock(), options=options)
         if remember:
             store.save_listing_counts(self.name, self.correlation_id, remembered_counts(snap))
+            store.end_creates(self.name,
+                              settled_creates(pending, snap, policy.create_pending_seconds))
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  snap.model_dump(mode="json"))
         self.metrics.snapshot(self.name, snap)
         return {"ref": ref, "completeness": snap.completeness, "fidelity": snap.fidelity,
                 "count": len(snap.resources), "latency_s": snap.latency_s,
+                "in_flight": len(snap.in_flight),
                 "kinds": {k: {"completeness": s.completeness, "errors": list(s.errors[:3])}
                           for k, s in snap.kinds.items()},
                 "complete_enough": snap.completeness >= self.policy.completeness_threshold}
@@ -118,7 +124,8 @@ class Step:
         return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
                 "desired_version": desired.version, "suppressed": list(diff.suppressed),
                 "counts": {"add": len(diff.additions), "modify": len(diff.modifications),
-                           "delete": len(diff.deletions), "conflicts": len(diff.conflicts)}}
+                           "delete": len(diff.deletions), "conflicts": len(diff.conflicts),
+                           "in_flight": len(diff.in_flight)}}
 
     def _diff(self, snapshot_ref: str, kinds: list[str] | None
               ) -> tuple[DesiredState, Snapshot, Diff, Drift]:
@@ -294,7 +301,7 @@ class Step:
         events = FanOutSink([self.events, AuditSink(self.target.store, actor="airflow")])
         return Actuator(applier=self.target.provider, policy=policy, events=events,
                         clock=SystemClock(), target=self.name,
-                        correlation_id=self.correlation_id)
+                        correlation_id=self.correlation_id, ledger=self.target.store)
 
     # -- verify / continue ------------------------------------------------------------------
 
@@ -302,11 +309,15 @@ class Step:
         """Re-sense and judge one pass. ``settled`` once within tolerance for settle_seconds."""
         sensed = self.sense(f"verify-{pass_no}")
         result = self.compare(sensed["ref"], label=f"diff-verify-{pass_no}")  # keep the first
-        within = within_tolerance(Drift.model_validate(result["drift"]), self.policy.tolerance)
+        # a create AWS has not listed yet is neither missing nor done: keep waiting for it
+        waiting = result["counts"]["in_flight"]
+        within = not waiting and within_tolerance(Drift.model_validate(result["drift"]),
+                                                  self.policy.tolerance)
         since = (within_since if within_since is not None else now) if within else None
         settled = within and now - (since or now) >= self.policy.settle_seconds
         return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
-                "within_since": since, "settled": settled, "pass": pass_no}
+                "within_since": since, "settled": settled, "pass": pass_no,
+                "in_flight": waiting}
 
     def should_continue(self, drifts: list[dict[str, Any]], pass_no: int,
                         elapsed_s: float) -> dict[str, Any]:

@@ -21,10 +21,26 @@ from sqlalchemy.exc import IntegrityError
 
 from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
-from reconciler.core.model import ActionResult, Event, Outcome, Plan, canonical_json
+from reconciler.core.model import (
+    ActionResult,
+    Event,
+    Outcome,
+    PendingCreate,
+    Plan,
+    ResourceKey,
+    canonical_json,
+)
 from reconciler.core.sense import ListingCount
 from reconciler.store_engine import configure_sqlite, make_engine, writer
-from reconciler.store_schema import audit, breakers, cycles, leases, listings, metadata
+from reconciler.store_schema import (
+    audit,
+    breakers,
+    cycles,
+    leases,
+    listings,
+    metadata,
+    pending_creates,
+)
 
 __all__ = ["AuditKind", "SqlStore", "metadata", "open_store"]
 
@@ -95,6 +111,12 @@ def _audit_dict(row: sa.Row[Any]) -> dict[str, Any]:
 
 def _listing_count(row: sa.Row[Any]) -> ListingCount:
     return ListingCount(row.count, row.cycle, row.prev_count, row.prev_cycle)
+
+
+def _pending(row: sa.Row[Any]) -> PendingCreate:
+    return PendingCreate(key=ResourceKey(kind=row.kind, name=row.name), token=row.token,
+                         base_token=row.base_token, correlation_id=row.correlation_id,
+                         started_at=row.started_at)
 
 
 def _breaker_from_row(row: sa.Row[Any]) -> BreakerState:
@@ -260,6 +282,33 @@ class SqlStore:
                           "cycle": new.cycle, "prev_count": new.prev_count,
                           "prev_cycle": new.prev_cycle}
                 conn.execute(_upsert(self._dialect, listings, values, ("target", "kind")))
+
+    def pending_creates(self, target: str) -> dict[ResourceKey, PendingCreate]:
+        query = sa.select(pending_creates).where(pending_creates.c.target == target)
+        with self.engine.connect() as conn:
+            return {(p := _pending(row)).key: p for row in conn.execute(query)}
+
+    def begin_create(self, target: str, pending: PendingCreate) -> PendingCreate:
+        """Insert unless a record exists (ON CONFLICT DO NOTHING), then read what is kept."""
+        key = pending.key
+        values = {"target": target, "kind": key.kind, "name": key.name, "token": pending.token,
+                  "base_token": pending.base_token, "correlation_id": pending.correlation_id,
+                  "started_at": pending.started_at}
+        which = ((pending_creates.c.target == target) & (pending_creates.c.kind == key.kind)
+                 & (pending_creates.c.name == key.name))
+        with self._writer.begin() as conn:
+            conn.execute(_insert_ignore(self._dialect, pending_creates,
+                                        ("target", "kind", "name")), [values])
+            return _pending(conn.execute(sa.select(pending_creates).where(which)).one())
+
+    def end_creates(self, target: str, keys: Sequence[ResourceKey]) -> None:
+        if not keys:
+            return
+        with self._writer.begin() as conn:
+            for key in keys:
+                conn.execute(sa.delete(pending_creates).where(
+                    (pending_creates.c.target == target) & (pending_creates.c.kind == key.kind)
+                    & (pending_creates.c.name == key.name)))
 
     def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
         """Take, renew (same holder) or take over an expired lease; False if someone holds it."""

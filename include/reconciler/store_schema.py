@@ -1,4 +1,5 @@
-"""The state store's tables (SQLAlchemy Core): cycles, audit, breakers, leases, listings."""
+"""The state store's tables (SQLAlchemy Core): cycles, audit, breakers, leases, listings,
+creates in flight."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy import Dialect, Table
 
-__all__ = ["UtcDateTime", "audit", "breakers", "cycles", "leases", "listings", "metadata"]
+__all__ = ["UtcDateTime", "audit", "breakers", "cycles", "leases", "listings", "metadata",
+           "pending_creates"]
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -102,4 +104,16 @@ listings = Table(
     sa.Column("cycle", sa.String(255), nullable=False),
     sa.Column("prev_count", sa.Integer),
     sa.Column("prev_cycle", sa.String(255)),
+)
+
+
+pending_creates = Table(
+    "reconciler_pending_creates", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("base_token", sa.String(64), nullable=False),
+    sa.Column("correlation_id", sa.String(255), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
 )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.breaker import BreakerState
-from reconciler.core.model import ActionResult, Event, Outcome, Plan
+from reconciler.core.model import ActionResult, Event, Outcome, PendingCreate, Plan, ResourceKey
 from reconciler.core.sense import ListingCount
 
 __all__ = ["FakeClock", "MemoryStore", "RecordingSink"]
@@ -69,6 +69,7 @@ class MemoryStore:
         self.leases: dict[str, tuple[str, float]] = {}
         self.lease_clock = 0.0
         self.listings: dict[tuple[str, str], ListingCount] = {}
+        self.pending: dict[tuple[str, ResourceKey], PendingCreate] = {}
         self._lock = threading.Lock()
 
     def record_cycle(self, outcome: Outcome) -> None:
@@ -147,3 +148,16 @@ class MemoryStore:
         with self._lock:
             if self.leases.get(target, ("",))[0] == holder:
                 del self.leases[target]
+
+    def pending_creates(self, target: str) -> dict[ResourceKey, PendingCreate]:
+        with self._lock:
+            return {k: p for (t, k), p in self.pending.items() if t == target}
+
+    def begin_create(self, target: str, pending: PendingCreate) -> PendingCreate:
+        with self._lock:
+            return self.pending.setdefault((target, pending.key), pending)
+
+    def end_creates(self, target: str, keys: Sequence[ResourceKey]) -> None:
+        with self._lock:
+            for key in keys:
+                self.pending.pop((target, key), None)

@@ -178,7 +178,8 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
         since = None
     result = step.verify(pass_no, since, time.time())
     step.artifacts.put(state_name, {"within_since": result["within_since"]})
-    done = result["settled"] or not result["within"]
+    # creates the provider does not list yet (eventual consistency): poke again for them
+    done = result["settled"] or (not result["within"] and not result["in_flight"])
     return PokeReturnValue(is_done=done, xcom_value=result if done else None)
 
 

@@ -397,3 +397,25 @@ def test_the_store_url_password_is_never_logged(
 def test_an_unsupported_backend_is_rejected() -> None:
     with pytest.raises(ValueError, match="sqlite or postgresql"):
         open_store("mysql://user@localhost/db")
+
+
+def test_a_create_in_flight_keeps_its_first_token_for_every_worker(
+        store: SqlStore, workers: list[SqlStore]) -> None:
+    from reconciler.core.model import PendingCreate, ResourceKey
+
+    key = ResourceKey(kind="sim.Node", name="n1")
+
+    def attempt(i: int) -> str:
+        mine = PendingCreate(key=key, token=f"token-{i}", base_token="b", correlation_id=f"c{i}",
+                             started_at=datetime(2026, 1, 1, tzinfo=UTC))
+        return workers[i % len(workers)].begin_create("t", mine).token
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        tokens = set(pool.map(attempt, range(8)))
+    assert len(tokens) == 1  # one record wins; every racer sends its token
+    kept = store.pending_creates("t")
+    assert list(kept) == [key] and kept[key].token in tokens
+    assert kept[key].started_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert store.pending_creates("other") == {}
+    store.end_creates("t", [key])
+    assert store.pending_creates("t") == {}

@@ -10,17 +10,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.inflight import claim_create
 from reconciler.core.model import (
     Action,
     ActionResult,
     ActuationResult,
     Event,
     EventType,
+    OperationResult,
     Plan,
     Wave,
 )
 from reconciler.core.policy import Policy
-from reconciler.core.ports import Applier, Clock, EventSink
+from reconciler.core.ports import Applier, Clock, CreateLedger, EventSink
 
 __all__ = ["Actuator", "backoff_delay"]
 
@@ -45,6 +47,7 @@ class Actuator:
     correlation_id: str
     rng: random.Random = field(default_factory=random.Random)
     deadline: float | None = None  # on the clock's monotonic scale
+    ledger: CreateLedger | None = None  # creates in flight: one client token per attempt
     _done: int = 0
     _total: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,7 +92,7 @@ class Actuator:
         while attempts < self.policy.max_attempts:
             attempts += 1
             try:
-                outcome = self.applier.apply(action)
+                outcome = self._apply(action)
             except TemporaryError as exc:
                 last_error = f"temporary: {exc}"
                 if attempts >= self.policy.max_attempts or self._past_deadline():
@@ -106,6 +109,25 @@ class Actuator:
                 self._completion.append(action.id)
             return self._finish(action, "succeeded", attempts, None, started, t0, outcome)
         return self._finish(action, "failed", attempts, last_error, started, t0)
+
+    def _apply(self, action: Action) -> OperationResult:
+        """The provider call; a create goes out with its attempt's token (core.inflight)."""
+        if self.ledger is None:
+            return self.applier.apply(action)
+        if action.type == "create":
+            sent = claim_create(self.ledger, self.target, action,
+                                correlation_id=self.correlation_id, now=self.clock.now(),
+                                rng=self.rng)
+            try:
+                return self.applier.apply(sent)
+            except PermanentError:
+                # refused for good: that attempt made nothing, the next one gets a new token
+                self.ledger.end_creates(self.target, [action.target])
+                raise
+        outcome = self.applier.apply(action)
+        if action.type == "delete":  # a create of it that was never listed is over, too
+            self.ledger.end_creates(self.target, [action.target])
+        return outcome
 
     def _finish(
         self,

@@ -14,6 +14,7 @@ from reconciler.core.model import (
     Drift,
     FieldChange,
     Modification,
+    ResourceKey,
     Snapshot,
 )
 from reconciler.core.policy import Policy
@@ -60,13 +61,17 @@ def compare(
     additions: list[DesiredResource] = []
     modifications: list[Modification] = []
     conflicts = []
+    in_flight = set(snapshot.in_flight)
+    waiting: list[ResourceKey] = []
     suppressed: list[str] = []
     unchanged = 0
     for want in desired:
         if want.key.kind not in scope:
             continue
         have = observed.pop((want.key.kind, want.key.name), None)
-        if have is None:
+        if have is None and want.key in in_flight:
+            waiting.append(want.key)  # created, not listed yet: a second create would duplicate
+        elif have is None:
             additions.append(want)
         elif not have.managed and not policy.adopt:
             conflicts.append(want.key)
@@ -96,6 +101,7 @@ def compare(
         conflicts=tuple(conflicts),
         suppressed=tuple(suppressed),
         protected_orphans=tuple(r.key for r in extras if r.protected),
+        in_flight=tuple(waiting),
     )
     return diff, drift_of(diff, rules)
 

@@ -9,6 +9,7 @@ from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
 from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
+from reconciler.core.inflight import in_flight_note, settled_creates
 from reconciler.core.kinds import KindRegistry
 from reconciler.core.model import (
     ActionState,
@@ -110,7 +111,7 @@ class _Cycle:
         return self._finish(status, error=error, acted=acting)
 
     def _reconcile(self, acting: bool, breaker: brk.BreakerState) -> tuple[CycleStatus, str | None]:
-        snap = self._sense(None)
+        snap = self._sense_listed(None)
         diff, drift = self._compare(snap)
         self.first = (diff, snap)
         if within_tolerance(drift, self.req.policy.tolerance):
@@ -132,7 +133,7 @@ class _Cycle:
             if refusal:
                 return refusal
             result = self._actuate(plan)
-            snap = self._sense(snap)
+            snap = self._sense_listed(snap)
             diff, drift = self._compare(snap)
             verdict = judge_pass(self.drifts, policy=self.req.policy, actuation_ok=result.ok,
                                  past_deadline=self._past_deadline(), iteration=iteration)
@@ -155,6 +156,8 @@ class _Cycle:
 
     def _settle(self, snap: Snapshot, drift: Drift, first: bool) -> tuple[CycleStatus, str | None]:
         """Converged only if it stays within tolerance for the settling period."""
+        if snap.in_flight:  # waited for them until the deadline (_sense_listed)
+            return ("reported" if self.req.dry_run else "deadline"), in_flight_note(snap.in_flight)
         settle = self.req.policy.settle_seconds
         if settle > 0:
             if self.clock.monotonic() + settle > self.deadline:
@@ -179,17 +182,38 @@ class _Cycle:
     def _auto_applies(self, drift: Drift) -> bool:
         return self.req.manual or drift.urgency in self.req.policy.auto_apply
 
+    def _sense_listed(self, previous: Snapshot | None) -> Snapshot:
+        """Sense; while creates are in flight (made, not listed yet: AWS is eventually
+        consistent), sense again with growing pauses, until listed or the cycle deadline."""
+        snap = self._sense(previous)
+        pause = self.req.policy.in_flight_poll_seconds
+        for _ in range(100):  # bounded twice: polls and the deadline
+            if not snap.in_flight or self.req.dry_run:
+                break
+            left = self.deadline - self.clock.monotonic()
+            if left <= pause:
+                break
+            self.clock.sleep(pause)
+            pause = min(pause * 1.5, 30.0)
+            snap = self._sense(snap)
+        return snap
+
     def _sense(self, previous: Snapshot | None) -> Snapshot:
-        options = SenseOptions(deadline_s=min(self.req.policy.sense_deadline_seconds,
+        policy, store = self.req.policy, self.deps.store
+        pending = store.pending_creates(self.req.target)
+        options = SenseOptions(deadline_s=min(policy.sense_deadline_seconds,
                                               max(0.001, self.deadline - self.clock.monotonic())),
                                last_counts=self.last_counts,
-                               doubt_empty_from=self.req.policy.doubt_empty_from)
+                               doubt_empty_from=policy.doubt_empty_from,
+                               pending=pending, pending_ttl_s=policy.create_pending_seconds)
         snap = sense(self.deps.provider, self._kinds(), target=self.req.target,
                      correlation_id=self.req.correlation_id, clock=self.clock,
                      options=options, previous=previous)
         if not self.req.dry_run:  # a dry run records nothing, not even what it saw
-            self.deps.store.save_listing_counts(self.req.target, self.req.correlation_id,
-                                                remembered_counts(snap))
+            store.save_listing_counts(self.req.target, self.req.correlation_id,
+                                      remembered_counts(snap))
+            store.end_creates(self.req.target,
+                              settled_creates(pending, snap, policy.create_pending_seconds))
         return snap
 
     def _kinds(self) -> tuple[str, ...]:
@@ -231,7 +255,7 @@ class _Cycle:
         actuator = Actuator(applier=self.deps.provider, policy=self.req.policy,
                             events=self.deps.events, clock=self.clock, target=self.req.target,
                             correlation_id=self.req.correlation_id, rng=self.deps.rng,
-                            deadline=self.deadline)
+                            deadline=self.deadline, ledger=self.deps.store)
         result = actuator.run(plan)
         self.actuations.append(result)
         self.changed.update(changed_fields(plan.actions, result.results))

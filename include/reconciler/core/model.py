@@ -10,41 +10,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "Frozen",
-    "Urgency",
-    "URGENCY_RANK",
-    "SlaTier",
-    "Fidelity",
-    "ActionType",
-    "Risk",
-    "ActionState",
-    "OperationResult",
-    "ResourceKey",
-    "DesiredResource",
-    "DesiredState",
-    "ObservedResource",
-    "Observation",
-    "KindStatus",
-    "Snapshot",
-    "FieldChange",
-    "Modification",
-    "Diff",
-    "Drift",
-    "Precondition",
-    "Action",
-    "Wave",
-    "BlockedChange",
-    "PlanValidation",
-    "PlanAudit",
-    "Plan",
-    "ActionResult",
-    "Event",
-    "EventType",
-    "ActuationResult",
-    "CycleStatus",
-    "Outcome",
-    "canonical_json",
-    "content_hash",
+    "Frozen", "Urgency", "URGENCY_RANK", "SlaTier", "Fidelity", "ActionType", "Risk",
+    "ActionState", "OperationResult", "ResourceKey", "DesiredResource", "DesiredState",
+    "ObservedResource", "Observation", "KindStatus", "Snapshot", "FieldChange", "Modification",
+    "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange", "PlanValidation",
+    "PlanAudit", "Plan", "PendingCreate", "ActionResult", "Event", "EventType", "ActuationResult",
+    "CycleStatus", "Outcome", "canonical_json", "content_hash",
 ]
 
 Urgency = Literal["none", "low", "high", "critical"]
@@ -159,6 +130,7 @@ class Snapshot(Frozen):
     latency_s: float
     resources: tuple[ObservedResource, ...]
     kinds: dict[str, KindStatus]
+    in_flight: tuple[ResourceKey, ...] = ()  # created, not listed yet (core.inflight)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -198,6 +170,7 @@ class Diff(Frozen):
     conflicts: tuple[ResourceKey, ...] = ()
     suppressed: tuple[str, ...] = ()  # "kind/name:path" left alone: another controller fights it
     protected_orphans: tuple[ResourceKey, ...] = ()  # not desired, but protected: kept, reported
+    in_flight: tuple[ResourceKey, ...] = ()  # created, not listed yet: neither missing nor done
 
     @property
     def is_empty(self) -> bool:
@@ -299,6 +272,16 @@ class Plan(Frozen):
     @property
     def is_empty(self) -> bool:
         return not any(w.actions for w in self.waves)
+
+
+class PendingCreate(Frozen):
+    """One create attempt in flight: its client token, until the fleet lists the resource."""
+
+    key: ResourceKey
+    token: str
+    base_token: str  # the plan's token: which spec this attempt creates
+    correlation_id: str
+    started_at: datetime
 
 
 class ActionResult(Frozen):

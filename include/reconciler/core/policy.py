@@ -42,6 +42,10 @@ class Policy(Frozen):
     sense_deadline_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
     settle_seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
     cycle_deadline_seconds: float = Field(default=900.0, gt=0.0, le=86400.0)
+    # A create the fleet has not listed after this long is taken as having made nothing: the
+    # next create of that resource is a new attempt with a new client token (core.inflight).
+    create_pending_seconds: float = Field(default=600.0, gt=0.0, le=86400.0)
+    in_flight_poll_seconds: float = Field(default=2.0, gt=0.0, le=300.0)
     max_iterations: int = Field(default=3, ge=1, le=50)
     breaker_failures: int = Field(default=3, ge=1, le=100)
     auto_apply: tuple[Urgency, ...] = ("high", "critical")

@@ -16,7 +16,9 @@ from reconciler.core.model import (
     Observation,
     OperationResult,
     Outcome,
+    PendingCreate,
     Plan,
+    ResourceKey,
     Snapshot,
 )
 
@@ -32,6 +34,7 @@ __all__ = [
     "AuditLog",
     "BreakerStore",
     "Leases",
+    "CreateLedger",
     "Store",
     "BreakerState",
 ]
@@ -120,5 +123,18 @@ class ListingMemory(Protocol):
     ) -> None: ...
 
 
-class Store(CycleHistory, AuditLog, BreakerStore, Leases, ListingMemory, Protocol):
+class CreateLedger(Protocol):
+    """Creates in flight, by target and resource (see core.inflight)."""
+
+    def pending_creates(self, target: str) -> dict[ResourceKey, PendingCreate]: ...
+    def begin_create(self, target: str, pending: PendingCreate) -> PendingCreate:
+        """Record ``pending`` unless its resource has a record already; return the one kept.
+
+        Atomic: two workers beginning the same create get the same record (the same token).
+        """
+        ...
+    def end_creates(self, target: str, keys: Sequence[ResourceKey]) -> None: ...
+
+
+class Store(CycleHistory, AuditLog, BreakerStore, Leases, ListingMemory, CreateLedger, Protocol):
     """Everything a cycle persists, composed from the small ports above."""

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from reconciler.core.gcpause import without_gc
-from reconciler.core.model import KindStatus, Observation, ObservedResource, Snapshot
+from reconciler.core.inflight import in_flight
+from reconciler.core.model import (
+    KindStatus,
+    Observation,
+    ObservedResource,
+    PendingCreate,
+    ResourceKey,
+    Snapshot,
+)
 from reconciler.core.ports import Clock, Observer
 
 __all__ = ["ListingCount", "SenseOptions", "remembered_counts", "sense"]
@@ -25,6 +33,8 @@ class SenseOptions:
     max_workers: int = 4
     last_counts: Mapping[str, int] = field(default_factory=dict)
     doubt_empty_from: int = 3
+    pending: Mapping[ResourceKey, PendingCreate] = field(default_factory=dict)  # creates in flight
+    pending_ttl_s: float = 600.0
 
 
 @without_gc
@@ -42,7 +52,8 @@ def sense(
 
     A kind that errors or misses the deadline is incomplete (with the error recorded). If the
     previous snapshot saw it fully and recently, its resources stand in, marked ``stale`` — still
-    incomplete, so no deletion can come from them.
+    incomplete, so no deletion can come from them. Creates in flight (``options.pending``) that
+    the listing does not show yet are named in ``Snapshot.in_flight``.
     """
     started_at, start = clock.now(), clock.monotonic()
     observations = _observe_all(observer, kinds, options, clock, start)
@@ -60,14 +71,19 @@ def sense(
             status = status.model_copy(update={"doubted_empty": True})
         statuses[kind] = status
         resources.extend(kind_resources)
-    return Snapshot.model_construct(
+    snapshot = Snapshot.model_construct(
         target=target,
         correlation_id=correlation_id,
         captured_at=started_at,
         latency_s=round(clock.monotonic() - start, 6),
         resources=tuple(resources),
         kinds=statuses,
+        in_flight=(),
     )
+    if not options.pending:
+        return snapshot
+    return snapshot.model_copy(
+        update={"in_flight": in_flight(options.pending, snapshot, options.pending_ttl_s)})
 
 
 def _observe_all(

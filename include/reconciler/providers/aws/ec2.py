@@ -155,7 +155,10 @@ class Ec2Instances(KindHandler):
             kwargs["SubnetId"] = spec.subnet_id
         made = self.call("ec2", "run_instances", **kwargs)["Instances"][0]
         if spec.state == "stopped":
-            self.call("ec2", "stop_instances", InstanceIds=[made["InstanceId"]])
+            try:
+                self.call("ec2", "stop_instances", InstanceIds=[made["InstanceId"]])
+            except ReconcilerError:
+                pass  # made, maybe not describable yet: the next cycle stops it (state drift)
         return "created"
 
     def _converge(self, action: Action, instance: dict[str, Any], spec: Ec2InstanceSpec,

@@ -192,9 +192,10 @@ class EcsServices(KindHandler):
         definition = self._task_definition(action, spec)
         tags = {**spec.tags, **ownership_tags(self.ctx.target, name,
                                               bool(action.params.get("protected")))}
+        # the attempt's token (core.inflight): a retry of a lost response is the same create
         self.call("ecs", "create_service", cluster=spec.cluster, serviceName=name,
                   taskDefinition=definition, desiredCount=spec.desired_count,
-                  launchType=spec.launch_type,
+                  launchType=spec.launch_type, clientToken=action.idempotency_token,
                   tags=[{"key": k, "value": v} for k, v in tags.items()])
         return "created"
 
