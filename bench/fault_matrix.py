@@ -3,7 +3,10 @@ the fault-injecting proxy. For each: cycles to converge, actions applied, duplic
 of unobserved resources, retries, wall time. The duplicates and unobserved-deletion cells must
 be 0. Prints a Markdown table; asserts nothing.
 
-    .venv/bin/python bench/fault_matrix.py [--skip-aws]
+    .venv/bin/python bench/fault_matrix.py [--skip-aws | --only TEXT]
+
+The proxy keeps AWS's client-token rule in every aws row (``AwsRules()``); the last two rows
+add what moto lacks: a token remembered from the day's first create, and a 15 s listing lag.
 """
 
 from __future__ import annotations
@@ -142,55 +145,81 @@ def _breaker_row(world: Callable[..., Any], fleet: list[Any], policy: Any) -> Ro
 
 # -- moto's server through the fault proxy ------------------------------------------------------
 
-def aws_rows() -> list[Row]:
-    from tests.integration.aws.support import Rig, boto, make_provider, node
-    from tests.support.fault_proxy import FaultProxy, Faults
+def aws_rows(only: str | None = None) -> list[Row]:
+    from tests.integration.aws.support import node
+    from tests.support.fault_proxy import AwsRules, FaultProxy, Faults
 
     from reconciler.core.policy import Policy
-    from reconciler.embedded import MotoProcess, reset
+    from reconciler.embedded import MotoProcess
 
     fleet = [node(f"web-{i}") for i in range(12)]
     policy = Policy(max_attempts=8, backoff_base_s=0.05, backoff_cap_s=1, jitter=0.2,
                     max_delete_fraction=1.0, auto_apply=("low", "high", "critical"))
+    cases: list[tuple[str, Any, str, dict[str, Any]]] = [
+        ("20% throttling + 5% 5xx on every call",
+         Faults(throttle_rate=0.2, error_rate=0.05), "bounded retries", {}),
+        ("10% connection resets", Faults(reset_rate=0.1), "bounded retries", {}),
+        ("RunInstances applied, response lost", Faults(drop_first=frozenset(
+            {"RunInstances"})), "no duplicate instance", {}),
+        ("every DescribeInstances fails", Faults(fail_ops=frozenset(
+            {"DescribeInstances"})), "no delete of unobserved", {}),
+        ("latency spike past the sense deadline", Faults(latency_s=1.5),
+         "incomplete: no deletes", {}),
+        # AWS keeps a RunInstances ClientToken >= 24 h after its instance is terminated
+        ("instance terminated by hand, re-created the same day", Faults(),
+         "a new instance, no duplicate", {"same_day": True}),
+        # real clock: the proxy hides each new instance and its tags for 15 s
+        ("listing lags 15 s after launch", Faults(), "no second instance",
+         {"rules": AwsRules(listing_lag_s=15, tag_lag_s=15)}),
+    ]
     rows = []
     with MotoProcess() as moto:
         proxy = FaultProxy(moto.url)
         proxy.start()
         try:
-            for name, faults, guard in [
-                ("20% throttling + 5% 5xx on every call",
-                 Faults(throttle_rate=0.2, error_rate=0.05), "bounded retries"),
-                ("10% connection resets", Faults(reset_rate=0.1), "bounded retries"),
-                ("RunInstances applied, response lost", Faults(drop_first=frozenset(
-                    {"RunInstances"})), "no duplicate instance"),
-                ("every DescribeInstances fails", Faults(fail_ops=frozenset(
-                    {"DescribeInstances"})), "no delete of unobserved"),
-                ("latency spike past the sense deadline", Faults(latency_s=1.5),
-                 "incomplete: no deletes"),
-            ]:
-                reset(moto.url)
-                proxy.reset(Faults())
-                seed = Rig(make_provider(moto.url))
-                seed.cycle(fleet, policy)  # a converged fleet, then drift behind our back
-                ec2 = boto(moto.url, "ec2")
-                ids = _instance_ids(ec2)
-                ec2.terminate_instances(InstanceIds=[ids["web-0"], ids["web-1"]])
-                proxy.reset(faults, seed=3)
-                pol = policy.model_copy(update={"sense_deadline_seconds": 2}) \
-                    if faults.latency_s else policy
-                rig = Rig(make_provider(proxy.url))
-                t0 = time.perf_counter()
-                cycles, reports = _until_converged(
-                    lambda rig=rig, pol=pol: rig.cycle(fleet, pol, approve=True))
-                wall = time.perf_counter() - t0
-                applied, retries, unobserved = _tally(reports)
-                names = [n for n in _names(ec2)]
-                dup = len(names) - len(set(names))
-                rows.append(Row("aws (moto)", name, cycles, applied, dup, unobserved, retries,
-                                wall, guard))
+            for name, faults, guard, extra in cases:
+                if only is None or only.lower() in name.lower():
+                    rows.append(_aws_row(moto.url, proxy, fleet, policy, name, faults, guard,
+                                         **extra))
         finally:
             proxy.stop()
     return rows
+
+
+def _aws_row(url: str, proxy: Any, fleet: list[Any], policy: Any, name: str, faults: Any,
+             guard: str, rules: Any = None, same_day: bool = False) -> Row:
+    """A converged fleet of 12, web-0 and web-1 terminated behind our back, then cycles
+    through the proxy under ``faults`` and ``rules`` until converged. ``same_day``: the fleet
+    was made through the proxy too, so its client tokens are still remembered (as on AWS)."""
+    from tests.integration.aws.support import Rig, boto, make_provider
+    from tests.support.fault_proxy import Faults
+
+    from reconciler.embedded import reset
+
+    reset(url)
+    proxy.reset(Faults())
+    Rig(make_provider(proxy.url if same_day else url)).cycle(fleet, policy)
+    ec2 = boto(url, "ec2")
+    ids = _instance_ids(ec2)
+    gone = {ids["web-0"], ids["web-1"]}
+    ec2.terminate_instances(InstanceIds=sorted(gone))
+    if same_day:
+        proxy.faults = faults  # keep the token memory of the first cycle
+    else:
+        proxy.reset(faults, seed=3, rules=rules)
+    pol = policy.model_copy(update={"sense_deadline_seconds": 2}) if faults.latency_s else policy
+    rig = Rig(make_provider(proxy.url))
+    t0 = time.perf_counter()
+    cycles, reports = _until_converged(lambda: rig.cycle(fleet, pol, approve=True))
+    wall = time.perf_counter() - t0
+    applied, retries, unobserved = _tally(reports)
+    names = _names(ec2)
+    dup = len(names) - len(set(names))
+    if same_day or rules is not None:
+        now = _instance_ids(ec2)
+        back = sum(1 for n in ("web-0", "web-1") if n in now and now[n] not in gone)
+        guard += f" (re-created {back}/2)"
+    return Row("aws (moto)", name, cycles, applied, dup, unobserved, retries, wall, guard)
 
 
 def _instance_ids(ec2: Any) -> dict[str, str]:
@@ -219,8 +248,11 @@ def main() -> None:
     logging.disable(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-aws", action="store_true")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="only the aws rows whose fault contains TEXT (no simulated rows)")
     args = parser.parse_args()
-    rows = sim_rows() + ([] if args.skip_aws else aws_rows())
+    rows = [] if args.only else sim_rows()
+    rows += [] if args.skip_aws else aws_rows(args.only)
     print("| provider | fault | cycles to converge | actions applied | duplicates | "
           "deletions of unobserved | retries | wall s | guard |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -4,6 +4,11 @@ It adds latency and, for a configurable fraction of calls, answers with AWS thro
 the caller's protocol: EC2 query XML, autoscaling query XML, ECS JSON, S3 XML), a 503, or a
 connection reset; it can fail every call of chosen operations and drop the first response
 of chosen operations after moto has applied them (a lost response).
+
+It also keeps AWS's documented rules that moto does not (``AwsRules``, see
+``tests/support/aws_rules.py`` for the AWS page each follows): client-token idempotency of
+RunInstances and ECS CreateService (on by default), eventual consistency of new instances and
+their tags (a lag, off by default) and per-action token buckets (none by default).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-__all__ = ["Faults", "FaultProxy", "operation_of"]
+from tests.support.aws_rules import AwsRules, Reply, RuleBook
+
+__all__ = ["AwsRules", "Faults", "FaultProxy", "operation_of"]
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 
@@ -42,19 +49,21 @@ class _Call:
     op: str
     service: str
     json: bool
+    region: str = "?"
 
 
 def operation_of(headers: dict[str, str], body: bytes, method: str) -> _Call:
     """Which AWS operation a signed request is, and in which protocol it speaks."""
     auth = headers.get("authorization", "")
-    service = auth.split("Credential=")[1].split("/")[3] if "Credential=" in auth else "?"
+    scope = auth.split("Credential=")[1].split(",")[0].split("/") if "Credential=" in auth else []
+    region, service = (scope[2], scope[3]) if len(scope) > 3 else ("?", "?")
     target = headers.get("x-amz-target")
     if target:
-        return _Call(target.rpartition(".")[2], service, True)
+        return _Call(target.rpartition(".")[2], service, True, region)
     if body and b"Action=" in body:
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", ["?"])[0]
-        return _Call(action, service, False)
-    return _Call(f"{service}:{method}", service, False)
+        return _Call(action, service, False, region)
+    return _Call(f"{service}:{method}", service, False, region)
 
 
 def _throttle_body(call: _Call) -> tuple[int, str, bytes]:
@@ -83,11 +92,15 @@ class _QuietServer(ThreadingHTTPServer):
 
 @dataclass
 class FaultProxy:
-    """Start with ``start()`` (returns its URL); swap ``faults`` any time; read the counters."""
+    """Start with ``start()`` (returns its URL); swap ``faults`` or ``rules`` any time; read
+    the counters. ``injected`` also counts the rules: ``idempotent:Op`` (answered from token
+    memory), ``mismatch:Op``, ``limit:Op`` (refused by a token bucket) and ``hidden:Op`` (one
+    per lagging instance or tag left out of an answer, or a by-id describe refused)."""
 
     upstream: str
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
+    rules: AwsRules = field(default_factory=AwsRules)
     seen: Counter[str] = field(default_factory=Counter)  # calls that reached the proxy
     forwarded: Counter[str] = field(default_factory=Counter)  # calls moto answered
     injected: Counter[str] = field(default_factory=Counter)  # "throttle:Op", "503:Op", ...
@@ -98,10 +111,16 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._dropped: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
+        self._book = RuleBook(lambda: self.rules, self._tally)
 
-    def reset(self, faults: Faults | None = None, seed: int = 0) -> None:
+    def reset(self, faults: Faults | None = None, seed: int = 0,
+              rules: AwsRules | None = None) -> None:
+        """New faults and rules (``None``: ``AwsRules()``, tokens on); forgets the counters,
+        the client tokens, the launch times and the buckets."""
         with self._lock:
             self.faults = faults or Faults()
+            self.rules = rules or AwsRules()
+            self._book = RuleBook(lambda: self.rules, self._tally)
             self._rng = random.Random(seed)
             self._dropped.clear()
             self.seen.clear()
@@ -127,10 +146,12 @@ class FaultProxy:
             self._server = None
 
     def decide(self, call: _Call) -> str:
-        """``ok``, ``throttle``, ``503``, ``reset`` or ``drop`` for this call."""
+        """``ok``, ``limit``, ``throttle``, ``503``, ``reset`` or ``drop`` for this call."""
         with self._lock:
             faults = self.faults
             self.seen[call.op] += 1
+            if not self._book.allow(call.op):
+                return self._count("limit", call)
             if call.op in faults.fail_ops:
                 return self._count("503", call)
             if call.op in faults.drop_first and call.op not in self._dropped:
@@ -149,6 +170,21 @@ class FaultProxy:
     def _count(self, kind: str, call: _Call) -> str:
         self.injected[f"{kind}:{call.op}"] += 1
         return kind
+
+    def _tally(self, key: str) -> None:
+        with self._lock:
+            self.injected[key] += 1
+
+    def respond(self, call: _Call, method: str, path: str, headers: dict[str, str],
+                body: bytes) -> Reply:
+        """The answer under ``rules``: from token memory, a lag error, or moto's (rewritten)."""
+        def send() -> Reply:
+            reply = self.forward(method, path, headers, body)
+            with self._lock:
+                self.forwarded[call.op] += 1
+            return reply
+
+        return self._book.exchange(call, body, send)
 
     def forward(self, method: str, path: str, headers: dict[str, str],
                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -182,13 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.owner.faults.latency_s)
         if verdict == "reset":
             return self._reset()
-        if verdict == "throttle":
+        if verdict in ("throttle", "limit"):
             return self._reply(*_throttle_body(call))
         if verdict == "503":
             return self._reply(503, "text/html", b"<html><body>Service Unavailable</body></html>")
-        status, kept, data = self.owner.forward(self.command, self.path, dict(self.headers), body)
-        with self.owner._lock:
-            self.owner.forwarded[call.op] += 1
+        status, kept, data = self.owner.respond(call, self.command, self.path,
+                                                dict(self.headers), body)
         if verdict == "drop":
             return self._reset()  # moto applied it; the caller never hears back
         self.send_response(status)

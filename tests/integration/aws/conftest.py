@@ -1,5 +1,9 @@
 """One real moto_server process per session (reset before every test), a fault proxy in front
-of it, and a rig that runs whole reconciliation cycles through the aws provider."""
+of it, and a rig that runs whole reconciliation cycles through the aws provider.
+
+The rig's provider talks to moto through the proxy with ``AwsRules()`` on (client tokens kept
+as AWS keeps them, no lag, no limits) on the rig's fake clock, so every cycle test runs
+against AWS's token rule. Hand changes go to ``moto_url`` directly."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pytest
 from reconciler.embedded import MotoProcess, reset
 from reconciler.testing import FakeClock
 from tests.integration.aws.support import AMI, LAUNCH_TEMPLATE, Rig, make_provider
-from tests.support.fault_proxy import FaultProxy
+from tests.support.fault_proxy import AwsRules, FaultProxy
 
 # Never let boto3 look for credentials or regions outside the test (no metadata service).
 os.environ.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -46,9 +50,10 @@ def _fresh_moto(moto_url: str) -> None:
 
 
 @pytest.fixture()
-def rig(moto_url: str) -> Rig:
+def rig(proxy: FaultProxy) -> Rig:
     clock = FakeClock()
-    provider = make_provider(moto_url, clock=clock)
+    proxy.reset(rules=AwsRules(clock=clock.monotonic))
+    provider = make_provider(proxy.url, clock=clock)
     provider.client("ec2").create_launch_template(
         LaunchTemplateName=LAUNCH_TEMPLATE, LaunchTemplateData={"ImageId": AMI})
     return Rig(provider=provider, clock=clock)
