@@ -53,18 +53,25 @@ def test_drift_converges_and_leaves_unowned_alone(dagbag):
 
 
 def test_drift_on_moto_server_converges_and_leaves_unowned_and_protected_alone(dagbag):
+    """Through the proxy that keeps AWS's rules: the seed's client tokens are remembered (so the
+    instance terminated by hand must be re-created under a new one) and new instances are
+    listed only 3 s after launch (verify waits for them)."""
     from reconciler.embedded import MotoProcess, endpoint_file, seed_aws_demo
+    from tests.support.fault_proxy import AwsRules, FaultProxy
 
     with MotoProcess() as moto:
-        endpoint_file().write_text(moto.url + "\n")
-        drift = seed_aws_demo(moto.url, target="cloud")
+        proxy = FaultProxy(moto.url)
+        endpoint_file().write_text(proxy.start() + "\n")
+        drift = seed_aws_demo(proxy.url, target="cloud")
         assert any("legacy-batch" in line for line in drift)
+        proxy.rules = AwsRules(listing_lag_s=3.0, tag_lag_s=3.0)
         dr, states = support.run(dagbag, "cloud")
         assert dr.state == "success", states
         outcome = support.last_outcome("cloud")
         assert outcome.status == "converged" and outcome.actions_succeeded >= 3
         dr, _ = support.run(dagbag, "cloud")
         assert support.last_outcome("cloud").status == "in_sync"
+        proxy.stop()
         import boto3
 
         ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name="us-east-1",
