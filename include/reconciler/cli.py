@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from reconciler.core import breaker as brk
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState
 from reconciler.core.loop import CycleReport, run_cycle, summary
-from reconciler.render import JsonLinesSink, ProgressBar, render_report
+from reconciler.core.model import KindStatus
+from reconciler.render import JsonLinesSink, ProgressBar, render_incomplete, render_report
 from reconciler.runtime import FanOutSink, Target, load_target
 from reconciler.sinks import default_sink
 
@@ -82,16 +83,19 @@ def cmd_validate(target: Target, args: argparse.Namespace) -> int:
 
 def cmd_plan(target: Target, args: argparse.Namespace) -> int:
     report = _cycle(target, args, dry_run=True)
-    _out(args, _report_json(report), render_report(report))
-    if report.outcome.status in ("in_sync", "converged"):
-        return EXIT_OK
-    return EXIT_CHANGES if report.plans or report.diff else EXIT_ERROR
+    result = _dry_run_result(target, args, report)
+    return {"in_sync": EXIT_OK, "changes": EXIT_CHANGES}.get(result, EXIT_ERROR)
 
 
 def cmd_apply(target: Target, args: argparse.Namespace) -> int:
     approve: bool | str = True if args.yes else (args.approve or False)
     report = _cycle(target, args, dry_run=args.dry_run, approve=approve,
                     reset_breaker=args.reset_breaker, manual=True)
+    if args.dry_run:
+        # the plan's rule for "could not see"; a dry run's changes stay exit 0 (it did its job)
+        result = _dry_run_result(target, args, report)
+        ok = result != "incomplete" and report.outcome.status in ("in_sync", "reported")
+        return EXIT_OK if ok else EXIT_ERROR
     _out(args, _report_json(report), render_report(report))
     status = report.outcome.status
     if status == "busy":
@@ -103,9 +107,48 @@ def cmd_apply(target: Target, args: argparse.Namespace) -> int:
         print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash} (or --yes)",
               file=sys.stderr)
         return EXIT_APPROVAL
-    if args.dry_run:
-        return EXIT_OK if status in ("in_sync", "reported") else EXIT_ERROR
     return EXIT_OK if report.outcome.converged else EXIT_ERROR
+
+
+def _dry_run_result(target: Target, args: argparse.Namespace, report: CycleReport) -> str:
+    """Print what a read-only cycle saw and would do; return its verdict for the exit code.
+
+    ``incomplete`` wins over ``changes``: with a kind unobserved, its "missing" resources are
+    what could not be seen, not drift, and CI must not report them as such.
+    """
+    threshold = target.config.policy.completeness_threshold
+    unseen = incomplete_kinds(report, threshold)
+    result = plan_result(report, unseen)
+    data = _report_json(report)
+    data.update(result=result, completeness_threshold=threshold,
+                incomplete_kinds={k: _kind_json(s) for k, s in unseen.items()})
+    text = "\n".join([render_report(report), *render_incomplete(unseen, threshold)])
+    _out(args, data, text)
+    return result
+
+
+def incomplete_kinds(report: CycleReport, threshold: float) -> dict[str, KindStatus]:
+    """Kinds in scope observed below the completeness threshold (a failed or partial listing,
+    or a doubted empty one): the snapshot holds only the kinds in scope."""
+    snap = report.snapshot
+    if snap is None:
+        return {}
+    return {kind: status for kind, status in sorted(snap.kinds.items())
+            if status.completeness < threshold}
+
+
+def plan_result(report: CycleReport, unseen: dict[str, KindStatus]) -> str:
+    """``incomplete`` | ``in_sync`` | ``changes`` | ``error`` (nothing was observed at all)."""
+    if unseen:
+        return "incomplete"
+    if report.outcome.status in ("in_sync", "converged"):
+        return "in_sync"
+    return "changes" if report.plans or report.diff else "error"
+
+
+def _kind_json(status: KindStatus) -> dict[str, object]:
+    return {"completeness": status.completeness, "fidelity": status.fidelity,
+            "count": status.count, "errors": list(status.errors)}
 
 
 def cmd_status(target: Target, args: argparse.Namespace) -> int:

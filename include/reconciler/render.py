@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.loop import CycleReport
-from reconciler.core.model import Diff, Event, Outcome, Plan
+from reconciler.core.model import Diff, Event, KindStatus, Outcome, Plan
 
-__all__ = ["render_report", "render_outcome", "ProgressBar", "JsonLinesSink", "short"]
+__all__ = ["render_report", "render_outcome", "render_incomplete", "ProgressBar", "JsonLinesSink",
+           "short"]
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 _MAX_LINES = 200
@@ -83,6 +85,19 @@ def render_report(report: CycleReport) -> str:
         lines += render_plan(report.plans[0])
     lines += render_outcome(report.outcome)
     return "\n".join(lines)
+
+
+def render_incomplete(unseen: Mapping[str, KindStatus], threshold: float) -> list[str]:
+    """The verdict when some kinds were not fully observed: what is above is only what was seen."""
+    if not unseen:
+        return []
+    lines = [f"Incomplete: {len(unseen)} kind(s) observed below completeness_threshold "
+             f"{threshold:.0%}; the drift and plan above show only what was seen, and no "
+             "change to these kinds is planned:"]
+    for kind, status in unseen.items():
+        why = "; ".join(status.errors[:3]) or "listing incomplete"
+        lines.append(f"  {kind}: {status.completeness:.0%} observed: {why}")
+    return lines
 
 
 def _clip(lines: list[str]) -> list[str]:

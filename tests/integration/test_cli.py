@@ -148,3 +148,64 @@ def test_two_applies_at_once_one_acts_the_other_backs_off(env, tmp_path):
                                                               limit=1000)
     done = [r["payload"]["action_id"] for r in rows if r["payload"]["state"] == "succeeded"]
     assert sorted(done) == ["create:sim.Node/node-1", "create:sim.Node/node-2"]
+
+
+def _outage(tmp_path: Path, kinds: str) -> None:
+    """The simulated provider fails every listing of these kinds (as if Describe* failed)."""
+    config, state = tmp_path / "targets.yaml", f'state: "{tmp_path}/sim.db"'
+    config.write_text(config.read_text().replace(
+        state, f"{state}, faults: {{fail_kinds: {kinds}}}"))
+
+
+def test_plan_exits_1_not_2_when_a_kind_could_not_be_observed(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    _outage(tmp_path, "[sim.Node]")
+    out = reconcile(env, "plan", "--target", "lab", "--json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    data = json.loads(out.stdout.splitlines()[-1])
+    assert data["result"] == "incomplete" and list(data["incomplete_kinds"]) == ["sim.Node"]
+    node = data["incomplete_kinds"]["sim.Node"]
+    assert node["completeness"] == 0.0 and "simulated outage" in node["errors"][0]
+    assert data["completeness_threshold"] == 1.0
+    assert {"status", "plans", "plan", "correlation_id"} <= set(data)  # the old keys stay
+    assert data["plan"]["audit"]["counts"]["blocked"] == 2
+
+
+def test_plan_of_a_partly_unobserved_fleet_still_shows_what_it_saw_and_would_do(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    reconcile(env, "sim", "drift", "--target", "lab", "--fraction", "1.0")
+    _outage(tmp_path, "[sim.Node]")
+    out = reconcile(env, "plan", "--target", "lab")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "+ sim.Node/node-1" in out.stdout  # what it saw: the nodes look missing ...
+    assert "blocked create sim.Node/node-1: sim.Node observed 0% < threshold 100%" in out.stdout
+    assert "sim.Workload/web" in out.stdout  # ... and the kind it did see is still planned
+    assert "Incomplete: 1 kind(s) observed below completeness_threshold 100%" in out.stdout
+    assert "  sim.Node: 0% observed: listing sim.Node failed: simulated outage" in out.stdout
+
+
+def test_a_kind_out_of_scope_does_not_make_the_plan_incomplete(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    _outage(tmp_path, "[sim.Node]")
+    out = reconcile(env, "plan", "--target", "lab", "--only-kinds", "sim.Workload", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(out.stdout.splitlines()[-1])
+    assert data["result"] == "in_sync" and data["incomplete_kinds"] == {}
+
+
+def test_plan_json_says_changes_or_in_sync(env):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    data = json.loads(reconcile(env, "plan", "--target", "lab", "--json").stdout.splitlines()[-1])
+    assert data["result"] == "in_sync" and data["incomplete_kinds"] == {}
+    reconcile(env, "sim", "drift", "--target", "lab", "--fraction", "1.0")
+    out = reconcile(env, "plan", "--target", "lab", "--json")
+    assert out.returncode == 2 and json.loads(out.stdout.splitlines()[-1])["result"] == "changes"
+
+
+def test_apply_dry_run_exits_1_when_a_kind_could_not_be_observed(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    _outage(tmp_path, "[sim.Workload]")
+    out = reconcile(env, "apply", "--target", "lab", "--dry-run", "--json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    data = json.loads(out.stdout.splitlines()[-1])
+    assert data["result"] == "incomplete" and list(data["incomplete_kinds"]) == ["sim.Workload"]

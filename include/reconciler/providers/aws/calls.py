@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core.errors import ReconcilerError, TemporaryError
-from reconciler.providers.aws.errors import AwsTemporaryError, translate
+from reconciler.providers.aws.errors import THROTTLING_CODES, AwsTemporaryError, translate
+from reconciler.providers.aws.pacing import Pacer, effective_limits, talks_to_aws
 from reconciler.providers.aws.session import ClientFactory
 
 __all__ = ["AwsStats", "Caller", "Deadline", "MUTATING_PREFIXES", "is_mutating"]
@@ -29,12 +30,21 @@ def is_mutating(operation: str) -> bool:
 
 @dataclass
 class AwsStats:
-    """API calls by ``service.operation``; ``mutations`` counts only the calls that write."""
+    """API calls by ``service.operation``; ``mutations`` counts only the calls that write.
+
+    ``throttles`` counts the throttling errors this caller saw, by ``service.operation``
+    (botocore's own retries of reads hide theirs: ``sdk_retries`` counts those retries);
+    ``paced``/``paced_wait_s`` the calls the client-side rate limit held back and for how long.
+    """
 
     calls: Counter[str] = field(default_factory=Counter)
     mutations: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    throttles: Counter[str] = field(default_factory=Counter)
     page_retries: int = 0
+    sdk_retries: int = 0
+    paced: int = 0
+    paced_wait_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, name: str, mutating: bool) -> None:
@@ -43,9 +53,23 @@ class AwsStats:
             if mutating:
                 self.mutations[name] += 1
 
-    def failed(self, code: str) -> None:
+    def failed(self, code: str, name: str = "") -> None:
         with self._lock:
             self.errors[code or "unknown"] += 1
+            if code in THROTTLING_CODES:
+                self.throttles[name] += 1
+
+    def waited(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self.paced += 1
+                self.paced_wait_s += seconds
+
+    def retried_by_sdk(self, result: dict[str, Any]) -> None:
+        retries = int((result.get("ResponseMetadata") or {}).get("RetryAttempts") or 0)
+        if retries:
+            with self._lock:
+                self.sdk_retries += retries
 
     @property
     def total_calls(self) -> int:
@@ -55,12 +79,16 @@ class AwsStats:
     def mutating_calls(self) -> int:
         return sum(self.mutations.values())
 
+    @property
+    def total_throttles(self) -> int:
+        return sum(self.throttles.values())
+
     def reset(self) -> None:
         with self._lock:
-            self.calls.clear()
-            self.mutations.clear()
-            self.errors.clear()
-            self.page_retries = 0
+            for counter in (self.calls, self.mutations, self.errors, self.throttles):
+                counter.clear()
+            self.page_retries = self.sdk_retries = self.paced = 0
+            self.paced_wait_s = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,20 +123,25 @@ class Caller:
         self.monotonic = monotonic
         self.scrub = factory.scrub
         self.options = factory.options
+        limits = effective_limits(self.options.rate_limits,
+                                  talks_to_aws(factory.endpoint_url, self.options.emulator))
+        self.pacer = Pacer(limits, monotonic=monotonic, sleep=sleep)
 
     def deadline(self, timeout_s: float) -> Deadline:
         return Deadline(self.monotonic() + timeout_s, self.monotonic)
 
     def call(self, service: str, operation: str, /, *, timeout_s: float | None = None,
              **kwargs: Any) -> dict[str, Any]:
-        """One call; botocore retries reads itself, writes are never retried here."""
+        """One call, paced; botocore retries reads itself, writes are never retried here."""
         mutating = is_mutating(operation)
+        self._pace(service, operation, timeout_s)
         client = self.factory.client(service, timeout_s=timeout_s, mutating=mutating)
         self.stats.count(f"{service}.{operation}", mutating)
         try:
             result: dict[str, Any] = getattr(client, operation)(**kwargs)
         except Exception as exc:  # every failure is translated, none escapes raw
-            raise self._translated(exc, f"{service}.{operation}") from None
+            raise self._translated(exc, service, operation) from None
+        self.stats.retried_by_sdk(result)
         return result
 
     def pages(self, service: str, operation: str, deadline: Deadline, /, *,
@@ -156,12 +189,16 @@ class Caller:
         for attempt in range(1, attempts + 1):
             if deadline.passed:
                 raise AwsTemporaryError(f"{what}: deadline reached before the read")
+            self._pace(service, operation, deadline.left())
             client = self.factory.client(service, timeout_s=max(deadline.left(), 1.0))
             self.stats.count(what, False)
             try:
-                return once(client)
+                result = once(client)
             except Exception as exc:
-                error = self._translated(exc, what)
+                error = self._translated(exc, service, operation)
+            else:
+                self.stats.retried_by_sdk(result)
+                return result
             if not isinstance(error, TemporaryError) or attempt == attempts:
                 raise error
             with self.stats._lock:
@@ -169,9 +206,23 @@ class Caller:
             self.sleep(min(max(0.0, deadline.left()), _backoff(attempt, error.delay)))
         raise AwsTemporaryError(f"{what}: no attempts left")  # unreachable: loop raises
 
-    def _translated(self, exc: BaseException, what: str) -> ReconcilerError:
+    def _pace(self, service: str, operation: str, budget_s: float | None) -> None:
+        """Wait for this call's turn under the client-side rate limit, never past the call's
+        own budget (its timeout or deadline) nor ``pacing_max_wait_s``."""
+        if not self.pacer.enabled:
+            return
+        budget = self.options.pacing_max_wait_s
+        if budget_s is not None:
+            budget = min(budget, budget_s)
+        self.stats.waited(self.pacer.wait(service, operation, budget))
+
+    def _translated(self, exc: BaseException, service: str, operation: str) -> ReconcilerError:
+        what = f"{service}.{operation}"
         error = translate(exc, what, self.scrub)
-        self.stats.failed(getattr(error, "code", ""))
+        code = getattr(error, "code", "")
+        self.stats.failed(code, what)
+        if code in THROTTLING_CODES:
+            self.pacer.throttled(service, operation)
         return error
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from reconciler.core.errors import InvalidConfig
 from reconciler.providers.aws.errors import Scrubber
+from reconciler.providers.aws.pacing import LimitKey, RateValue
 
 __all__ = ["AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint", "EMULATOR_KEY"]
 
@@ -42,6 +43,11 @@ class AwsOptions(BaseModel):
     wait_interval_s: float = Field(default=2.0, ge=0, le=60)
     max_pool_connections: int = Field(default=16, ge=1, le=256)
     kinds: tuple[str, ...] | None = None
+    # Client-side pacing: "service" or "service.Operation" -> calls per second, or
+    # {rate, burst}; overlays the EC2 defaults (applied against AWS only, not an emulator);
+    # a rate of 0 removes a limit. See pacing.py.
+    rate_limits: dict[LimitKey, RateValue] | None = None
+    pacing_max_wait_s: float = Field(default=30.0, ge=0, le=3600)  # longer: TemporaryError
 
 
 def resolve_region(options: AwsOptions, env: Mapping[str, str] | None = None) -> str:
@@ -103,7 +109,8 @@ def _make_session(options: AwsOptions, region: str) -> Any:
 class ClientFactory:
     """Creates and caches boto3 clients (creation is not thread-safe; use is).
 
-    Reads retry in botocore's ``standard`` mode; mutating calls get ``max_attempts=1``: a
+    Reads retry in botocore's ``standard`` mode (not ``adaptive``: see pacing.py, which paces
+    every call on our own clock instead); mutating calls get ``max_attempts=1``: a
     retried create must first look the resource up (moto ignores ``ClientToken``), so every
     write retry goes through the provider's read-compare-write instead of botocore's loop.
     Read timeouts are bounded by the caller's deadline (rounded down to a few steps, so a
