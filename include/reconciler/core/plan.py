@@ -162,11 +162,11 @@ def _create(want: DesiredResource, ctx: PlanContext) -> Action:
     )
 
 
-def _update(mod: Modification, ctx: PlanContext, suppressed: tuple[str, ...] = ()) -> Action:
+def _update(mod: Modification, ctx: PlanContext, suppressed: tuple[str, ...]) -> Action:
     """Names the fields to change (``params["fields"]``, see core.fields); the undo names the same.
 
     ``params["spec"]`` stays whole (providers validate it and find the resource by it), but
-    holds the observed value of every ignored or suppressed top-level field.
+    holds the observed value at every ignored or suppressed path.
     """
     key, before = mod.key, mod.observed.spec
     fields = list(update_fields([c.path for c in mod.changes], mod.desired.spec, before))
@@ -211,10 +211,9 @@ def _left_alone(mod: Modification, ctx: PlanContext, fields: list[str],
     fought = {s[len(prefix):] for s in suppressed if s.startswith(prefix)}
     if not ignore and not fought:
         return mod.desired.spec
-    named = tuple(fields)
 
     def left_alone(path: str) -> bool:
-        if any(f == path or f.startswith(f"{path}.") for f in named):
+        if any(f == path or f.startswith(f"{path}.") for f in fields):
             return False  # the plan sets it (or a key of it)
         return path in fought or field_matches(path, ignore)
 
