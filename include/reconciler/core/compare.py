@@ -19,8 +19,8 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import Policy
 
-__all__ = ["compare", "diff_spec", "drift_of", "URGENCY_WEIGHT", "OWNERSHIP_FIELD",
-           "PROTECTION_FIELD"]
+__all__ = ["compare", "diff_spec", "drift_of", "ignore_patterns", "URGENCY_WEIGHT",
+           "OWNERSHIP_FIELD", "PROTECTION_FIELD"]
 
 OWNERSHIP_FIELD = "@owned"  # the pseudo-field an adoption changes (policy.adopt)
 PROTECTION_FIELD = "@protected"  # un-protecting is step one of deleting a protected resource
@@ -76,7 +76,8 @@ def compare(
         elif not have.managed and not policy.adopt:
             conflicts.append(want.key)
         else:
-            changes = diff_spec(want.spec, have.spec, _ignored(want, policy), _slack(want, policy))
+            changes = diff_spec(want.spec, have.spec, ignore_patterns(want, policy),
+                                _slack(want, policy))
             if not have.managed:  # adopt: taking ownership is itself a change
                 changes.append(FieldChange(path=OWNERSHIP_FIELD, before=False, after=True))
             if want.protected != have.protected:
@@ -118,7 +119,8 @@ def _unsuppressed(key: str, changes: list[FieldChange], suppress: frozenset[str]
     return keep
 
 
-def _ignored(want: DesiredResource, policy: Policy) -> tuple[str, ...]:
+def ignore_patterns(want: DesiredResource, policy: Policy) -> tuple[str, ...]:
+    """The field paths never compared for ``want``: its own and its kind's in the policy."""
     return want.ignore_fields + policy.ignore_fields.get(want.key.kind, ())
 
 

@@ -6,10 +6,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from reconciler.core.compare import ignore_patterns
+from reconciler.core.fields import masked, update_fields
 from reconciler.core.gcpause import without_gc
 from reconciler.core.graph import VIRTUAL_PREFIX, layer
-from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules
+from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules, field_matches
 from reconciler.core.model import (
     Action,
     ActionType,
@@ -98,7 +101,7 @@ def _apply_actions(
     for mod in diff.modifications:
         if _too_incomplete(mod.key.kind, snapshot, ctx.policy, blocked, mod.key, "update"):
             continue
-        act = _update(mod, ctx)
+        act = _update(mod, ctx, diff.suppressed)
         out[act.id] = act
     return out
 
@@ -159,8 +162,15 @@ def _create(want: DesiredResource, ctx: PlanContext) -> Action:
     )
 
 
-def _update(mod: Modification, ctx: PlanContext) -> Action:
-    key, before, after = mod.key, mod.observed.spec, mod.desired.spec
+def _update(mod: Modification, ctx: PlanContext, suppressed: tuple[str, ...]) -> Action:
+    """Names the fields to change (``params["fields"]``, see core.fields); the undo names the same.
+
+    ``params["spec"]`` stays whole (providers validate it and find the resource by it), but
+    holds the observed value at every ignored or suppressed path.
+    """
+    key, before = mod.key, mod.observed.spec
+    fields = list(update_fields([c.path for c in mod.changes], mod.desired.spec, before))
+    after = _left_alone(mod, ctx, fields, suppressed)
     h_before, h_after = spec_hash(before), spec_hash(after)
     paths = [c.path for c in mod.changes]
     restore = {k: before[k] for k in after if k in before}
@@ -168,7 +178,7 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
         id=action_id("update", key) + "#undo",
         type="update",
         target=key,
-        params={"spec": restore, "protected": mod.observed.protected},
+        params={"spec": restore, "protected": mod.observed.protected, "fields": fields},
         preconditions=(Precondition(check="matches", key=key, spec_hash=h_after),),
         idempotency_token=_token(ctx, "undo", key, h_before),
         estimated_duration_s=_estimate(ctx, key.kind, "update"),
@@ -182,6 +192,7 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
             "protected": mod.desired.protected,
             "adopt": not mod.observed.managed,
             "changes": [c.model_dump(mode="json") for c in mod.changes],
+            "fields": fields,
         },
         preconditions=(Precondition(check="matches", key=key, spec_hash=h_before),),
         estimated_duration_s=_estimate(ctx, key.kind, "update"),
@@ -190,6 +201,23 @@ def _update(mod: Modification, ctx: PlanContext) -> Action:
         inverse=undo,
         idempotency_token=_token(ctx, "update", key, h_after),
     )
+
+
+def _left_alone(mod: Modification, ctx: PlanContext, fields: list[str],
+                suppressed: tuple[str, ...]) -> dict[str, Any]:
+    """The desired spec with the observed value at every ignored or suppressed path."""
+    ignore = ignore_patterns(mod.desired, ctx.policy)
+    prefix = f"{mod.key}:"
+    fought = {s[len(prefix):] for s in suppressed if s.startswith(prefix)}
+    if not ignore and not fought:
+        return mod.desired.spec
+
+    def left_alone(path: str) -> bool:
+        if any(f == path or f.startswith(f"{path}.") for f in fields):
+            return False  # the plan sets it (or a key of it)
+        return path in fought or field_matches(path, ignore)
+
+    return masked(mod.desired.spec, mod.observed.spec, left_alone)
 
 
 def _delete_actions(

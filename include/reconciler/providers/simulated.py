@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
+from pydantic_core import from_json
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.fields import fields_of, merged
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
     Action,
@@ -112,20 +114,20 @@ class _Listing:
         )
 
 
-def _spec_json(action: Action) -> str:
+def _spec(action: Action) -> dict[str, Any]:
     spec = action.params.get("spec")
     if not isinstance(spec, dict):
         raise PermanentError(f"{action.type} {action.target}: params['spec'] must be a mapping")
-    return canonical_json(spec)
+    return spec
 
 
-def _upsert(db: sqlite3.Connection, action: Action, spec_json: str) -> OperationResult:
+def _upsert(db: sqlite3.Connection, action: Action, spec: dict[str, Any]) -> OperationResult:
     key, token = action.target, action.idempotency_token
     row = db.execute(_GET, (key.kind, key.name)).fetchone()
     if row is None:
         protected = int(bool(action.params.get("protected", False)))
         pid = simfleet.provider_id(key.kind, key.name, token)
-        db.execute(_INSERT, (key.kind, key.name, spec_json, protected, pid, token))
+        db.execute(_INSERT, (key.kind, key.name, canonical_json(spec), protected, pid, token))
         return "created"
     current, managed, protected, created_token = row
     if not managed:
@@ -134,6 +136,8 @@ def _upsert(db: sqlite3.Connection, action: Action, spec_json: str) -> Operation
     # a create replayed with its token is the same create: the cloud returns what it made
     if action.type == "create" and created_token == token:
         return "unchanged"
+    # an update merges only the fields its plan names; the others stay as the fleet has them
+    spec_json = canonical_json(merged(from_json(current), spec, fields_of(action)))
     if current == spec_json and protected == want_protected:
         return "unchanged"
     db.execute(_UPDATE, (spec_json, want_protected, key.kind, key.name))
@@ -287,11 +291,11 @@ class SimulatedProvider:
     def _apply_now(self, action: Action) -> OperationResult:
         if action.target.kind not in SIM_KINDS:
             raise PermanentError(f"{action.target}: kind not served by the simulated provider")
-        spec_json = None if action.type == "delete" else _spec_json(action)
+        spec = None if action.type == "delete" else _spec(action)
         with self.table.write() as db:
-            if spec_json is None:
+            if spec is None:
                 return _delete(db, action.target)
-            return _upsert(db, action, spec_json)
+            return _upsert(db, action, spec)
 
     def _list(self, kind: str, timeout_s: float) -> Observation:
         counted_pages = max(1, math.ceil(self.table.count(kind) / self._page_size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import AutoScalingGroupSpec, LaunchTemplateRef
 from reconciler.providers.aws.base import (
@@ -29,6 +30,32 @@ __all__ = ["KIND", "AutoScalingGroups"]
 KIND = "autoscaling.Group"
 _PAGE = 100  # DescribeAutoScalingGroups returns at most 100 per page
 _OWNERSHIP_PROPAGATES = False  # instances of a group are the group's, not ec2.Instance resources
+_PARAMS = {  # spec field -> its UpdateAutoScalingGroup parameter (each may be sent alone)
+    "launch_template": "LaunchTemplate", "min_size": "MinSize", "max_size": "MaxSize",
+    "desired_capacity": "DesiredCapacity", "subnet_ids": "VPCZoneIdentifier",
+    "availability_zones": "AvailabilityZones",
+}
+
+
+def _validated(action: Action) -> AutoScalingGroupSpec:
+    """The spec; an update that leaves ``desired_capacity`` alone only needs min <= max.
+
+    Its ``desired_capacity`` is the autoscaler's observed value (core.plan), which a smaller
+    ``max_size`` may exclude; it is not sent, and AWS clamps the capacity to the new bounds.
+    """
+    raw = action.params.get("spec")
+    if not isinstance(raw, dict) or fields_of(action).touches("desired_capacity"):
+        return desired_spec(action, AutoScalingGroupSpec)
+    return desired_spec(action, AutoScalingGroupSpec, _clamped(raw))
+
+
+def _clamped(raw: dict[str, Any]) -> dict[str, Any]:
+    low, high, capacity = (raw.get(k) for k in ("min_size", "max_size", "desired_capacity"))
+    if not (isinstance(low, int) and isinstance(high, int) and isinstance(capacity, int)):
+        return raw
+    if low > high:
+        return raw  # a real inconsistency: let validation say so
+    return {**raw, "desired_capacity": min(max(capacity, low), high)}
 
 
 def _spec(group: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +110,7 @@ class AutoScalingGroups(KindHandler):
         group = self._get(action.target.name)
         if action.type == "delete":
             return self._delete(action, group)
-        spec = desired_spec(action, AutoScalingGroupSpec)
+        spec = _validated(action)
         if group is None:
             return self._create(action, spec)
         adopt = check_owned(self.ctx, action, ownership_of(tag_dict(group.get("Tags"))))
@@ -141,13 +168,20 @@ class AutoScalingGroups(KindHandler):
                   adopt: bool) -> OperationResult:
         name = action.target.name
         changed = self._sync_tags(action, group, spec, adopt)
-        have = _spec(group)
-        want = spec.model_dump(mode="json")
-        if any(have.get(k) != v for k, v in want.items() if k != "tags"):
+        update = self._changed_shape(_spec(group), spec, fields_of(action))
+        if update:
             self.call("autoscaling", "update_auto_scaling_group", AutoScalingGroupName=name,
-                      **self._shape(spec))
+                      **update)
             changed = True
         return "updated" if changed else "unchanged"
+
+    @classmethod
+    def _changed_shape(cls, have: dict[str, Any], spec: AutoScalingGroupSpec,
+                       fields: FieldSet) -> dict[str, Any]:
+        """Only the parameters of the fields the plan names that still differ on re-read."""
+        shape = cls._shape(spec)
+        return {_PARAMS[f]: shape[_PARAMS[f]] for f, v in spec.model_dump(mode="json").items()
+                if f in _PARAMS and fields.touches(f) and have.get(f) != v}
 
     def _sync_tags(self, action: Action, group: dict[str, Any], spec: AutoScalingGroupSpec,
                    adopt: bool) -> bool:

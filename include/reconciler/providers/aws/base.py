@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.fields import fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, ResourceKey
 from reconciler.providers.aws.calls import Caller
 from reconciler.providers.aws.session import AwsOptions
@@ -35,10 +36,10 @@ class KindContext:
     options: AwsOptions
 
 
-def desired_spec(action: Action, model: type[M]) -> M:
-    """The action's spec parsed by the kind's model; a bad spec is a permanent error."""
+def desired_spec(action: Action, model: type[M], spec: Mapping[str, Any] | None = None) -> M:
+    """The action's spec (or ``spec``) parsed by the kind's model; a bad one is permanent."""
     try:
-        return model.model_validate(action.params.get("spec"))
+        return model.model_validate(action.params.get("spec") if spec is None else spec)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "spec"
@@ -68,8 +69,9 @@ def tag_plan(
     desired_user: Mapping[str, str],
     adopt: bool,
 ) -> tuple[dict[str, str], list[str]]:
-    """Tags to set and remove: user tags, the protection tag and (on adoption) ownership."""
-    to_set, to_remove = tag_changes(current, desired_user)
+    """Tags to set and remove: the user tags the plan names (``tags.<key>`` in its fields, see
+    core.fields), the protection tag and (on adoption) ownership."""
+    to_set, to_remove = tag_changes(current, desired_user, fields_of(action).keys_of("tags"))
     protect_set, protect_remove = protection_changes(
         current, bool(action.params.get("protected", False)))
     to_set.update(protect_set)

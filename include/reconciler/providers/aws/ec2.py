@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import Ec2InstanceSpec
 from reconciler.providers.aws.base import (
@@ -163,23 +164,30 @@ class Ec2Instances(KindHandler):
 
     def _converge(self, action: Action, instance: dict[str, Any], spec: Ec2InstanceSpec,
                   adopt: bool) -> OperationResult:
-        iid, key = instance["InstanceId"], action.target
-        for field, have in (("image_id", instance.get("ImageId")),
-                            ("subnet_id", instance.get("SubnetId"))):
-            want = getattr(spec, field)
-            if want is not None and want != have:
-                raise PermanentError(f"update {key}: {field} {have} -> {want} needs a new "
-                                     "instance; delete it and create it again")
+        """Only the fields the plan names, each only if it still differs on re-read."""
+        iid, fields = instance["InstanceId"], fields_of(action)
+        self._refuse_replacement(action, instance, spec, fields)
         changed = self._sync_tags(action, instance, spec, adopt)
-        if instance.get("InstanceType") != spec.instance_type:
-            self._resize(iid, spec)
-            return "updated"
         state = _AS_SPEC_STATE.get(_state(instance))
-        if state != spec.state:
+        run = spec.state == "running" if fields.touches("state") else state == "running"
+        if fields.touches("instance_type") and instance.get("InstanceType") != spec.instance_type:
+            self._resize(iid, spec.instance_type, run)
+            return "updated"
+        if fields.touches("state") and state != spec.state:
             verb = "start_instances" if spec.state == "running" else "stop_instances"
             self.call("ec2", verb, InstanceIds=[iid])
             changed = True
         return "updated" if changed else "unchanged"
+
+    @staticmethod
+    def _refuse_replacement(action: Action, instance: dict[str, Any], spec: Ec2InstanceSpec,
+                            fields: FieldSet) -> None:
+        for field, have in (("image_id", instance.get("ImageId")),
+                            ("subnet_id", instance.get("SubnetId"))):
+            want = getattr(spec, field)
+            if fields.touches(field) and want is not None and want != have:
+                raise PermanentError(f"update {action.target}: {field} {have} -> {want} needs a "
+                                     "new instance; delete it and create it again")
 
     def _sync_tags(self, action: Action, instance: dict[str, Any], spec: Ec2InstanceSpec,
                    adopt: bool) -> bool:
@@ -193,13 +201,13 @@ class Ec2Instances(KindHandler):
             self.call("ec2", "delete_tags", Resources=[iid], Tags=[{"Key": k} for k in to_remove])
         return bool(to_set or to_remove)
 
-    def _resize(self, iid: str, spec: Ec2InstanceSpec) -> None:
+    def _resize(self, iid: str, instance_type: str, run: bool) -> None:
         """stop -> wait until stopped (bounded) -> modify -> start if it should run."""
         self.call("ec2", "stop_instances", InstanceIds=[iid])
         self._wait_stopped(iid)
         self.call("ec2", "modify_instance_attribute", InstanceId=iid,
-                  InstanceType={"Value": spec.instance_type})
-        if spec.state == "running":
+                  InstanceType={"Value": instance_type})
+        if run:
             self.call("ec2", "start_instances", InstanceIds=[iid])
 
     def _wait_stopped(self, iid: str) -> None:

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, OperationResult
 from reconciler.kinds.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.providers.aws.base import (
@@ -201,22 +202,31 @@ class EcsServices(KindHandler):
 
     def _converge(self, action: Action, service: dict[str, Any], spec: EcsServiceSpec,
                   adopt: bool) -> OperationResult:
-        if (service.get("launchType") or "EC2") != spec.launch_type:
+        fields = fields_of(action)
+        moved = (service.get("launchType") or "EC2") != spec.launch_type
+        if moved and fields.touches("launch_type"):
             raise PermanentError(f"update {action.target}: launch_type cannot change in place; "
                                  "delete the service and create it again")
         to_set, to_remove = tag_plan(self.ctx, action, tag_dict(service.get("tags")), spec.tags,
                                      adopt)
         changed = resource_tags(self.ctx, service["serviceArn"], to_set, to_remove)
-        update: dict[str, Any] = {}
-        wanted = [c.model_dump(mode="json") for c in spec.containers]
-        if self._containers(service.get("taskDefinition", "")) != wanted:
-            update["taskDefinition"] = self._task_definition(action, spec)
-        if service.get("desiredCount") != spec.desired_count:
-            update["desiredCount"] = spec.desired_count
+        update = self._changed(action, service, spec, fields)
         if update:
             self.call("ecs", "update_service", cluster=spec.cluster, service=action.target.name,
                       **update)
         return "updated" if changed or update else "unchanged"
+
+    def _changed(self, action: Action, service: dict[str, Any], spec: EcsServiceSpec,
+                 fields: FieldSet) -> dict[str, Any]:
+        """``UpdateService`` parameters for only the named fields that still differ on re-read."""
+        update: dict[str, Any] = {}
+        wanted = [c.model_dump(mode="json") for c in spec.containers]
+        live = service.get("taskDefinition", "")
+        if fields.touches("containers") and self._containers(live) != wanted:
+            update["taskDefinition"] = self._task_definition(action, spec)
+        if fields.touches("desired_count") and service.get("desiredCount") != spec.desired_count:
+            update["desiredCount"] = spec.desired_count
+        return update
 
     def _delete(self, action: Action) -> OperationResult:
         """Scale to zero, then delete; a service already gone is success."""

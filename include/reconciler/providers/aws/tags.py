@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.kinds.aws import OWNERSHIP_PREFIX
@@ -73,10 +73,16 @@ def ownership_of(tags: Mapping[str, str]) -> Ownership:
 
 
 def tag_changes(
-    current: Mapping[str, str], desired: Mapping[str, str]
+    current: Mapping[str, str], desired: Mapping[str, str], only: Collection[str] | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """Tags to set and keys to remove so the user tags of ``current`` become ``desired``."""
+    """Tags to set and keys to remove so the user tags of ``current`` become ``desired``.
+
+    With ``only``, just those keys are looked at: the others (ignored ones) are never touched.
+    """
     have = user_tags(current)
+    if only is not None:
+        have = {k: v for k, v in have.items() if k in only}
+        desired = {k: v for k, v in desired.items() if k in only}
     to_set = {k: v for k, v in desired.items() if have.get(k) != v}
     to_remove = sorted(k for k in have if k not in desired)
     return to_set, to_remove
