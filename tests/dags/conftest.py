@@ -42,7 +42,10 @@ TARGET_POLICIES = {
     "gated": ", max_delete_fraction: 0.0, auto_apply: [low, high, critical]",
     "flaky": ", breaker_failures: 2",
     "broken": "",
+    "demo": "",
 }
+# targets whose DAG carries a DeadlineAlert (cycle_deadline_seconds after queueing)
+DEADLINE_TARGETS = {"demo"}
 
 
 AWS_DESIRED = ROOT / "include" / "desired" / "aws_demo"
@@ -73,7 +76,8 @@ def _write_targets() -> None:
               desired: desired/{name}
               schedule: "10m"
               policy: {FAST % extra}
-              alerts: {{deadline: false, webhook: "${{RECONCILER_TEST_WEBHOOK}}"}}
+              alerts: {{deadline: {str(name in DEADLINE_TARGETS).lower()},
+                        webhook: "${{RECONCILER_TEST_WEBHOOK}}"}}
               airflow: {{retries: 2, retry_delay_seconds: 0.2}}
             """), "  "))
     TARGETS.write_text("\n".join(lines) + "\n")
