@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("plan", "apply"):
             p.add_argument("--only-kinds", nargs="+", metavar="KIND")
         if name == "apply":
-            p.add_argument("--yes", action="store_true", help="approve plans needing approval")
-            p.add_argument("--approve", metavar="PLAN_HASH", help="approve this plan only")
+            p.add_argument("--yes", action="store_true",
+                           help="do not ask for confirmation (never approves a plan beyond "
+                                "policy: that takes --approve PLAN_HASH)")
+            p.add_argument("--approve", metavar="PLAN_HASH",
+                           help="approve the plan with this hash (from `plan` or a refused apply)")
             p.add_argument("--dry-run", action="store_true")
             p.add_argument("--reset-breaker", action="store_true")
         if name == "history":
@@ -88,7 +91,8 @@ def cmd_plan(target: Target, args: argparse.Namespace) -> int:
 
 
 def cmd_apply(target: Target, args: argparse.Namespace) -> int:
-    approve: bool | str = True if args.yes else (args.approve or False)
+    # --yes only skips a confirmation; a plan beyond policy is approved by its hash alone
+    approve: bool | str = args.approve or False
     report = _cycle(target, args, dry_run=args.dry_run, approve=approve,
                     reset_breaker=args.reset_breaker, manual=True)
     if args.dry_run:
@@ -104,7 +108,7 @@ def cmd_apply(target: Target, args: argparse.Namespace) -> int:
         return EXIT_BUSY
     if status == "needs_approval":
         plan = report.plans[-1]
-        print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash} (or --yes)",
+        print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash}",
               file=sys.stderr)
         return EXIT_APPROVAL
     return EXIT_OK if report.outcome.converged else EXIT_ERROR

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.artifacts import ArtifactStore, open_artifacts
@@ -19,9 +20,11 @@ from reconciler.core.compare import compare
 from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
 from reconciler.core.errors import PlanRejected
 from reconciler.core.gate import GateVerdict
+from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.inflight import settled_creates
 from reconciler.core.model import (
     ActionResult,
+    Approval,
     DesiredState,
     Diff,
     Drift,
@@ -40,7 +43,7 @@ from reconciler.outcomes import CycleFacts, cycle_status, last
 from reconciler.runtime import FanOutSink, SystemClock, Target, load_target
 from reconciler.sinks import AuditSink, default_sink
 
-__all__ = ["Step", "CycleFacts", "BatchFailed", "batches_for", "cycle_status"]
+__all__ = ["Step", "CycleFacts", "BatchFailed", "BatchRefused", "batches_for", "cycle_status"]
 
 MAX_MAPPED = 1000  # stays under Airflow's max_map_length (1024)
 
@@ -176,11 +179,18 @@ class Step:
     # -- plan -------------------------------------------------------------------------------
 
     def plan(self, snapshot_ref: str, pass_no: int, gate_passed: bool = True,
-             kinds: list[str] | None = None) -> dict[str, Any]:
-        """Plan from the latest snapshot, take the target's lease, cut waves into batches."""
-        if not self.target.store.acquire_lease(self.name, self.correlation_id,
-                                               self.policy.cycle_deadline_seconds + 60):
+             kinds: list[str] | None = None,
+             deadline_at: datetime | None = None) -> dict[str, Any]:
+        """Plan from the latest snapshot, take the target's lease, cut waves into batches.
+        Each batch carries the mandate the actuation guard checks: the lease's fencing token,
+        the plan's hash and the cycle's deadline (``deadline_at``, default: from now)."""
+        store = self.target.store
+        if not store.acquire_lease(self.name, self.correlation_id,
+                                   self.policy.cycle_deadline_seconds + 60):
             raise PlanRejected(["another cycle holds this target's lease"])
+        fence = store.lease_fence(self.name, self.correlation_id)
+        deadline_at = deadline_at or SystemClock().now() + timedelta(
+            seconds=self.policy.cycle_deadline_seconds)
         plan = self._make_plan(snapshot_ref, kinds, gate_passed=gate_passed, estimates=True)
         if not plan.validation.ok:
             raise PlanRejected(list(plan.validation.errors))
@@ -191,8 +201,12 @@ class Step:
                    "needs_approval": plan.validation.needs_approval,
                    "approval_reasons": list(plan.validation.approval_reasons),
                    "counts": plan.audit.counts, "max_risk": plan.audit.max_risk,
-                   "waves": len(plan.waves)}
-        return {"summary": summary, "batches": batches_for(plan, ref, self.policy.batch_size)}
+                   "waves": len(plan.waves), "fence": fence,
+                   "deadline_at": deadline_at.isoformat()}
+        mandate = {"fence": fence, "deadline_at": summary["deadline_at"]}
+        return {"summary": summary,
+                "batches": [{**b, **mandate}
+                            for b in batches_for(plan, ref, self.policy.batch_size)]}
 
     def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
         """A plan for reading only (low urgency, dry run, open breaker): no lease, no actions."""
@@ -221,6 +235,12 @@ class Step:
         fresh = self.snapshot(self.sense("revalidate", kinds or None)["ref"])
         return check_preconditions(plan, fresh)
 
+    def approve(self, plan_hash: str, actor: str, surface: str = "airflow") -> None:
+        """Record a human's approval of this exact plan: the guard lets it run, nothing else."""
+        self.target.store.record_approval(Approval(target=self.name, plan_hash=plan_hash,
+                                                   actor=actor, surface=surface,
+                                                   at=SystemClock().now()))
+
     def abort(self, plan_hash: str, reason: str) -> None:
         """Tell the pass's waiting batches to stand down (see wave_status)."""
         self.artifacts.put(self._abort_name(plan_hash), {"reason": reason})
@@ -237,13 +257,26 @@ class Step:
         actions = wave.actions[batch["start"]:batch["end"]]
         sliced = wave.model_copy(update={"actions": actions})
         one_wave = plan.model_copy(update={"waves": (sliced,)})
-        actuator = self._actuator()
+        actuator = self._actuator(self._guard(plan, batch))
         result = actuator.run(one_wave)
         self.target.store.record_results(self.name, self.correlation_id, result.results)
         counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
+        where = f"wave {wave.index + 1} batch {batch['batch']}"
+        refused = [r.error for r in result.results if (r.error or "").startswith("refused:")]
+        if refused:
+            raise BatchRefused([f"{where}: {refused[0]}"])
         if result.error:
-            raise BatchFailed(f"wave {wave.index + 1} batch {batch['batch']}: {result.error}")
+            raise BatchFailed(f"{where}: {result.error}")
         return counts
+
+    def _guard(self, plan: Plan, mandate: dict[str, Any]) -> ActuationGuard:
+        """The guard for this plan under the mandate a batch (or the rollback) was given."""
+        deadline = mandate.get("deadline_at")
+        when = datetime.fromisoformat(deadline) if deadline else SystemClock().now()
+        return ActuationGuard(self.target.store, SystemClock(), self.name, plan, Mandate(
+            holder=self.correlation_id, fence=int(mandate.get("fence") or -1),
+            plan_hash=str(mandate.get("hash") or ""), deadline_at=when,
+            rollback_grace_s=self.policy.rollback_grace_seconds))
 
     def wave_status(self, plan_ref: str, wave: int) -> str:
         """``ready`` when every action of the earlier waves succeeded, ``abort`` once the pass
@@ -270,10 +303,11 @@ class Step:
             return False
         return True
 
-    def rollback(self, plan_ref: str) -> dict[str, Any]:
+    def rollback(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Undo the failed wave's completed reversible actions, newest first (all batches),
-        after telling the batches still waiting for their wave to stand down."""
-        plan = self.load_plan(plan_ref)
+        after telling the batches still waiting for their wave to stand down. ``summary`` is
+        the failed pass's plan summary (its ref and the mandate its batches ran under)."""
+        plan = self.load_plan(summary["plan_ref"])
         self.abort(plan.hash, "a batch failed")
         rows = self.target.store.audit_rows(target=self.name, kind="action",
                                             correlation_id=self.correlation_id, limit=100_000)
@@ -286,13 +320,13 @@ class Step:
                 if r["state"] == "succeeded" and r["wave"] == wave.index}
         newest_first = sorted((a for a in wave.actions if a.id in done),
                               key=lambda a: done[a.id], reverse=True)
-        undo = self._actuator().rollback_actions(wave.index, newest_first,
-                                                                   "a batch of this wave failed")
+        undo = self._actuator(self._guard(plan, summary)).rollback_actions(
+            wave.index, newest_first, "a batch of this wave failed")
         self.target.store.record_results(self.name, self.correlation_id, undo)
         return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
                 "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
 
-    def _actuator(self) -> Actuator:
+    def _actuator(self, guard: ActuationGuard) -> Actuator:
         """One batch's executor. Under Airflow the pool's slots (max_parallel) are the
         concurrency limit, so a batch applies its actions one at a time; a failed wave is
         undone by the pass's rollback task, across batches, not inside one."""
@@ -301,7 +335,8 @@ class Step:
         events = FanOutSink([self.events, AuditSink(self.target.store, actor="airflow")])
         return Actuator(applier=self.target.provider, policy=policy, events=events,
                         clock=SystemClock(), target=self.name,
-                        correlation_id=self.correlation_id, ledger=self.target.store)
+                        correlation_id=self.correlation_id, ledger=self.target.store,
+                        guard=guard)
 
     # -- verify / continue ------------------------------------------------------------------
 
@@ -393,6 +428,10 @@ class Step:
 
 class BatchFailed(Exception):
     """A batch had a failed action (after its own retries): let the orchestrator retry it."""
+
+
+class BatchRefused(PlanRejected):
+    """The actuation guard refused a batch (no lease, no approval, deadline): no retry helps."""
 
 
 def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import (
     ActionResult,
+    Approval,
     Event,
     Outcome,
     PendingCreate,
@@ -33,9 +34,11 @@ from reconciler.core.model import (
 from reconciler.core.sense import ListingCount
 from reconciler.store_engine import configure_sqlite, make_engine, writer
 from reconciler.store_schema import (
+    approvals,
     audit,
     breakers,
     cycles,
+    fences,
     leases,
     listings,
     metadata,
@@ -311,22 +314,54 @@ class SqlStore:
                     & (pending_creates.c.name == key.name)))
 
     def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
-        """Take, renew (same holder) or take over an expired lease; False if someone holds it."""
+        """Take, renew (same holder) or take over an expired lease; False if someone holds it.
+        A change of holder bumps the target's fencing token in the same transaction."""
         now = self._now()
         expires = now + timedelta(seconds=ttl_s)
-        takeable = (leases.c.target == target) & (
-            (leases.c.holder == holder) | (leases.c.expires_at <= now))
-        renew = sa.update(leases).where(takeable).values(holder=holder, expires_at=expires)
+        here = leases.c.target == target
+        renew = sa.update(leases).where(here & (leases.c.holder == holder))
+        take = sa.update(leases).where(here & (leases.c.expires_at <= now))
         with self._writer.begin() as conn:
-            if conn.execute(renew).rowcount == 1:
+            if conn.execute(renew.values(expires_at=expires)).rowcount == 1:
+                return True
+            if conn.execute(take.values(holder=holder, expires_at=expires)).rowcount == 1:
+                self._bump_fence(conn, target)
                 return True
         try:
             with self._writer.begin() as conn:
                 row = {"target": target, "holder": holder, "expires_at": expires}
                 conn.execute(sa.insert(leases).values(row))
+                self._bump_fence(conn, target)
         except IntegrityError:
             return False  # a live lease exists (or a racer inserted first)
         return True
+
+    def _bump_fence(self, conn: sa.Connection, target: str) -> None:
+        conn.execute(_insert_ignore(self._dialect, fences, ("target",)),
+                     [{"target": target, "fence": 0}])
+        conn.execute(sa.update(fences).where(fences.c.target == target)
+                     .values(fence=fences.c.fence + 1))
+
+    def lease_fence(self, target: str, holder: str) -> int | None:
+        query = (sa.select(fences.c.fence)
+                 .select_from(leases.join(fences, fences.c.target == leases.c.target))
+                 .where(leases.c.target == target, leases.c.holder == holder,
+                        leases.c.expires_at > self._now()))
+        with self.engine.connect() as conn:
+            fence = conn.execute(query).scalar()
+        return None if fence is None else int(fence)
+
+    def record_approval(self, approval: Approval) -> None:
+        values = approval.model_dump()
+        with self._writer.begin() as conn:
+            conn.execute(_upsert(self._dialect, approvals, values, ("target", "plan_hash")))
+
+    def approval_for(self, target: str, plan_hash: str) -> Approval | None:
+        query = sa.select(approvals).where(approvals.c.target == target,
+                                           approvals.c.plan_hash == plan_hash)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Approval(**dict(row._mapping))
 
     def release_lease(self, target: str, holder: str) -> None:
         with self._writer.begin() as conn:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy import Dialect, Table
 
-__all__ = ["UtcDateTime", "audit", "breakers", "cycles", "leases", "listings", "metadata",
-           "pending_creates"]
+__all__ = ["UtcDateTime", "approvals", "audit", "breakers", "cycles", "fences", "leases",
+           "listings", "metadata", "pending_creates"]
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -93,6 +93,23 @@ leases = Table(
     sa.Column("target", sa.String(255), primary_key=True),
     sa.Column("holder", sa.String(255), nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# A target's fencing token: +1 each time its lease changes holder (kept when the lease row is
+# released), so a holder that lost its lease can tell, and is refused by the actuation guard.
+fences = Table(
+    "reconciler_lease_fences", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("fence", sa.Integer, nullable=False),
+)
+
+approvals = Table(
+    "reconciler_approvals", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("plan_hash", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
 )
 
 

@@ -8,7 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.breaker import BreakerState
-from reconciler.core.model import ActionResult, Event, Outcome, PendingCreate, Plan, ResourceKey
+from reconciler.core.model import (
+    ActionResult,
+    Approval,
+    Event,
+    Outcome,
+    PendingCreate,
+    Plan,
+    ResourceKey,
+)
 from reconciler.core.sense import ListingCount
 
 __all__ = ["FakeClock", "MemoryStore", "RecordingSink"]
@@ -70,6 +78,8 @@ class MemoryStore:
         self.lease_clock = 0.0
         self.listings: dict[tuple[str, str], ListingCount] = {}
         self.pending: dict[tuple[str, ResourceKey], PendingCreate] = {}
+        self.fences: dict[str, int] = {}
+        self.approvals: dict[tuple[str, str], Approval] = {}
         self._lock = threading.Lock()
 
     def record_cycle(self, outcome: Outcome) -> None:
@@ -141,8 +151,23 @@ class MemoryStore:
             current = self.leases.get(target)
             if current and current[0] != holder and current[1] > self.lease_clock:
                 return False
+            if not current or current[0] != holder:
+                self.fences[target] = self.fences.get(target, 0) + 1
             self.leases[target] = (holder, self.lease_clock + ttl_s)
             return True
+
+    def lease_fence(self, target: str, holder: str) -> int | None:
+        with self._lock:
+            current = self.leases.get(target)
+            if current and current[0] == holder and current[1] > self.lease_clock:
+                return self.fences[target]
+            return None
+
+    def record_approval(self, approval: Approval) -> None:
+        self.approvals[(approval.target, approval.plan_hash)] = approval
+
+    def approval_for(self, target: str, plan_hash: str) -> Approval | None:
+        return self.approvals.get((target, plan_hash))
 
     def release_lease(self, target: str, holder: str) -> None:
         with self._lock:

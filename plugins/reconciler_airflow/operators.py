@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from reconciler_airflow.triggers import WaveReadyTrigger
 
@@ -46,7 +46,12 @@ class ActuateOperator(BaseOperator):
                                        "or the approved plan went stale (see approve)")
         if event.get("status") != "ready":
             raise TimeoutError(f"wave {self.batch['wave'] + 1} never became ready")
-        counts: dict[str, int] = self._step().actuate(self.batch)
+        from reconciler.pipeline import BatchRefused
+
+        try:
+            counts: dict[str, int] = self._step().actuate(self.batch)
+        except BatchRefused as exc:  # no lease, no approval, past the deadline: no retry helps
+            raise AirflowFailException(str(exc)) from exc
         return counts
 
     def _step(self) -> Any:
@@ -82,9 +87,20 @@ class PlanApproval(ApprovalOperator):
                     "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else None}
         if decision["approved"]:
             decision["stale"] = self._still_valid(context)
+            if not decision["stale"]:
+                self._record_approval(context, decision)
         context["ti"].xcom_push(key="decision", value=decision)
         self._audit(context, decision)
         return super().execute_complete(context, event)
+
+    def _record_approval(self, context: Any, decision: dict[str, Any]) -> None:
+        """The store's approval of this plan hash is what lets ``actuate`` act (core.guard):
+        marking this task successful by hand records none, so nothing beyond policy runs."""
+        from reconciler_airflow.tasks import correlation_id
+
+        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
+        step = ActuateOperator._open(self.target, correlation_id(self.target))
+        step.approve(summary["hash"], f"airflow:{decision['by'] or 'unknown'}")
 
     def _still_valid(self, context: Any) -> list[str]:
         """An approval may come long after the plan: re-check it against a fresh observation

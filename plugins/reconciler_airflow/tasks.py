@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, PokeReturnValue, get_current_context
@@ -142,8 +142,11 @@ def plan(target: str, pass_no: int, validated: dict[str, Any]) -> list[dict[str,
         ti.xcom_pull(task_ids=f"pass_{pass_no - 1}.verify")
     ref = source["ref"] if pass_no == 1 else source["snapshot_ref"]
     kinds = _params().get("only_kinds") or None
+    step = _step(target)
+    started = get_current_context()["dag_run"].start_date or datetime.now(UTC)
+    deadline_at = started + timedelta(seconds=step.policy.cycle_deadline_seconds)
     result = _fail_on_bad_input(
-        lambda: _step(target).plan(ref, pass_no, bool(validated["passed"]), kinds))
+        lambda: step.plan(ref, pass_no, bool(validated["passed"]), kinds, deadline_at))
     summary = result["summary"]
     if pass_no > 1 and summary["needs_approval"]:
         # only pass 1 asks a human; what a later pass found is this cycle's news, the next asks
@@ -165,7 +168,7 @@ def rollback(target: str, max_iterations: int) -> dict[str, Any]:
     planned = [s for s in summaries if s]
     if not planned:
         raise AirflowSkipException("no pass planned anything: nothing to roll back")
-    return _step(target).rollback(planned[-1]["plan_ref"])
+    return _step(target).rollback(planned[-1])
 
 
 def verify(target: str, pass_no: int) -> PokeReturnValue:

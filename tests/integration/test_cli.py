@@ -83,6 +83,8 @@ def test_plan_apply_plan_follows_terraforms_exit_codes(env):
     data = json.loads(plan.stdout.splitlines()[-1])
     assert data["status"] in ("reported", "needs_approval") or data["plan"]["waves"]
     apply = reconcile(env, "apply", "--target", "lab", "--yes")
+    if apply.returncode == 3:  # the drift deletes a stray: past the blast radius, --yes is not it
+        apply = reconcile(env, "apply", "--target", "lab", "--approve", data["plan"]["hash"])
     assert apply.returncode == 0, apply.stdout + apply.stderr
     assert "Outcome: converged" in apply.stdout
     assert reconcile(env, "plan", "--target", "lab").returncode == 0
@@ -112,6 +114,34 @@ def test_apply_stops_for_approval_with_exit_3_then_applies_that_plan(env, tmp_pa
     plan_hash = out.stderr.split("--approve ")[1].split()[0]
     out = reconcile(env, "apply", "--target", "lab", "--approve", plan_hash)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+FIVE = "".join(f"""\
+  - kind: sim.Node
+    name: node-{i}
+    spec: {{pool: default, instance_type: m5.large}}
+""" for i in range(1, 6))
+
+
+def test_yes_never_approves_a_plan_beyond_policy_only_its_hash_does(env, tmp_path):
+    """Desired state cut from five nodes to one: ``apply --yes`` (how cron and CI run it)
+    deletes nothing; the hash ``plan`` printed approves exactly that plan."""
+    fleet = tmp_path / "desired" / "fleet.yaml"
+    fleet.write_text("resources:\n" + FIVE)
+    assert reconcile(env, "sim", "seed", "--target", "lab").returncode == 0
+    fleet.write_text("resources:\n" + FIVE.split("  - kind", 2)[1].join(["  - kind", ""]))
+    plan = json.loads(reconcile(env, "plan", "--target", "lab", "--json").stdout.splitlines()[-1])
+    out = reconcile(env, "apply", "--target", "lab", "--yes")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "deletes 4 of 5 managed resources" in out.stdout
+    assert f"--approve {plan['plan']['hash']}" in out.stderr  # the same plan, the same hash
+    from reconciler.providers.simulated import SimulatedProvider
+
+    sim = SimulatedProvider(tmp_path / "sim.db")
+    assert len([r for r in sim.resources() if r.key.kind == "sim.Node"]) == 5
+    out = reconcile(env, "apply", "--target", "lab", "--yes", "--approve", plan["plan"]["hash"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [r.key.name for r in sim.resources() if r.key.kind == "sim.Node"] == ["node-1"]
 
 
 def test_status_and_breaker_reset(env):

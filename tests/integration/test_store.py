@@ -419,3 +419,25 @@ def test_a_create_in_flight_keeps_its_first_token_for_every_worker(
     assert store.pending_creates("other") == {}
     store.end_creates("t", [key])
     assert store.pending_creates("t") == {}
+
+
+def test_fencing_tokens_grow_with_each_new_holder_and_approvals_are_by_hash(
+        store: SqlStore) -> None:
+    from reconciler.core.model import Approval
+
+    assert store.acquire_lease("t", "a", 60)
+    first = store.lease_fence("t", "a")
+    assert first is not None and store.lease_fence("t", "b") is None
+    assert store.acquire_lease("t", "a", 60) and store.lease_fence("t", "a") == first
+    assert not store.acquire_lease("t", "b", 60)
+    store.release_lease("t", "a")
+    assert store.acquire_lease("t", "b", 60) and store.lease_fence("t", "b") == first + 1
+    assert store.lease_fence("t", "a") is None  # a stale holder is told so
+    assert store.acquire_lease("t", "b", -1)  # expired at once ...
+    assert store.acquire_lease("t", "c", 60) and store.lease_fence("t", "c") == first + 2
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store.record_approval(Approval(target="t", plan_hash="h1", actor="cli:alice",
+                                   surface="cli", at=at))
+    assert store.approval_for("t", "h1") == Approval(target="t", plan_hash="h1",
+                                                     actor="cli:alice", surface="cli", at=at)
+    assert store.approval_for("t", "h2") is None and store.approval_for("u", "h1") is None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.guard import ActuationGuard, Refused
 from reconciler.core.inflight import claim_create
 from reconciler.core.model import (
     Action,
@@ -48,6 +49,7 @@ class Actuator:
     rng: random.Random = field(default_factory=random.Random)
     deadline: float | None = None  # on the clock's monotonic scale
     ledger: CreateLedger | None = None  # creates in flight: one client token per attempt
+    guard: ActuationGuard | None = None  # checked before every provider call (core.guard)
     _done: int = 0
     _total: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,6 +101,9 @@ class Actuator:
                     break
                 self.clock.sleep(backoff_delay(attempts, self.policy, self.rng, exc.delay))
                 continue
+            except Refused as exc:
+                last_error = str(exc)
+                break
             except PermanentError as exc:
                 last_error = f"permanent: {exc}"
                 break
@@ -111,7 +116,10 @@ class Actuator:
         return self._finish(action, "failed", attempts, last_error, started, t0)
 
     def _apply(self, action: Action) -> OperationResult:
-        """The provider call; a create goes out with its attempt's token (core.inflight)."""
+        """The provider call, if the guard allows it; a create goes out with its attempt's
+        token (core.inflight)."""
+        if self.guard is not None:
+            self.guard.check(action)
         if self.ledger is None:
             return self.applier.apply(action)
         if action.type == "create":

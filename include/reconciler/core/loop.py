@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
 from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
+from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.inflight import in_flight_note, settled_creates
 from reconciler.core.kinds import KindRegistry
 from reconciler.core.model import (
     ActionState,
     ActuationResult,
+    Approval,
     CycleStatus,
     DesiredState,
     Diff,
@@ -43,7 +46,9 @@ class CycleRequest:
     kinds: tuple[str, ...]
     correlation_id: str
     dry_run: bool = False
-    approve: bool | str = False  # True, or the hash of the one plan approved
+    # the hash of the one plan the caller approves, or True: whatever plan this cycle makes (a
+    # program's explicit choice; the CLI never passes it). Recorded in the store as an approval.
+    approve: bool | str = False
     only_kinds: tuple[str, ...] | None = None
     reset_breaker: bool = False
     manual: bool = False  # a human asked for this apply: act on any urgency, not just auto_apply
@@ -92,6 +97,7 @@ class _Cycle:
         self.suppress = self._fights()
         self.last_counts = deps.store.listing_counts(req.target, req.correlation_id)
         self.iterations = 0
+        self.fence = 0
 
     def run(self) -> CycleReport:
         store = self.deps.store
@@ -103,6 +109,7 @@ class _Cycle:
                                               self.req.policy.cycle_deadline_seconds + 60):
             return self._finish("busy", error="another cycle holds this target's lease",
                                 record=False)
+        self.fence = store.lease_fence(self.req.target, self.req.correlation_id) or 0
         try:
             status, error = self._reconcile(acting, breaker)
         finally:
@@ -149,6 +156,10 @@ class _Cycle:
         approved = self.req.approve is True or self.req.approve == plan.hash
         if plan.validation.needs_approval and not approved:
             return "needs_approval", "; ".join(plan.validation.approval_reasons)
+        if plan.validation.needs_approval:
+            self.deps.store.record_approval(Approval(
+                target=self.req.target, plan_hash=plan.hash, actor=self.req.actor,
+                surface="cli" if self.req.manual else "api", at=self.clock.now()))
         if plan.is_empty:
             reasons = sorted({b.reason for b in plan.audit.blocked})
             return "failed", "drift remains but every change is blocked: " + "; ".join(reasons)
@@ -255,13 +266,21 @@ class _Cycle:
         actuator = Actuator(applier=self.deps.provider, policy=self.req.policy,
                             events=self.deps.events, clock=self.clock, target=self.req.target,
                             correlation_id=self.req.correlation_id, rng=self.deps.rng,
-                            deadline=self.deadline, ledger=self.deps.store)
+                            deadline=self.deadline, ledger=self.deps.store,
+                            guard=self._guard(plan))
         result = actuator.run(plan)
         self.actuations.append(result)
         self.changed.update(changed_fields(plan.actions, result.results))
         self.deps.store.record_results(self.req.target, self.req.correlation_id,
                                        [*result.results, *result.rollback])
         return result
+
+    def _guard(self, plan: Plan) -> ActuationGuard:
+        deadline_at = self.started + timedelta(seconds=self.req.policy.cycle_deadline_seconds)
+        mandate = Mandate(holder=self.req.correlation_id, fence=self.fence, plan_hash=plan.hash,
+                          deadline_at=deadline_at,
+                          rollback_grace_s=self.req.policy.rollback_grace_seconds)
+        return ActuationGuard(self.deps.store, self.clock, self.req.target, plan, mandate)
 
     def _past_deadline(self) -> bool:
         return self.clock.monotonic() >= self.deadline

@@ -14,8 +14,8 @@ __all__ = [
     "ActionState", "OperationResult", "ResourceKey", "DesiredResource", "DesiredState",
     "ObservedResource", "Observation", "KindStatus", "Snapshot", "FieldChange", "Modification",
     "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange", "PlanValidation",
-    "PlanAudit", "Plan", "PendingCreate", "ActionResult", "Event", "EventType", "ActuationResult",
-    "CycleStatus", "Outcome", "canonical_json", "content_hash",
+    "PlanAudit", "Plan", "Approval", "PendingCreate", "ActionResult", "Event", "EventType",
+    "ActuationResult", "CycleStatus", "Outcome", "canonical_json", "content_hash",
 ]
 
 Urgency = Literal["none", "low", "high", "critical"]
@@ -274,6 +274,16 @@ class Plan(Frozen):
         return not any(w.actions for w in self.waves)
 
 
+class Approval(Frozen):
+    """Who approved which plan (by hash), when, and through which surface (cli, api, airflow)."""
+
+    target: str
+    plan_hash: str
+    actor: str
+    surface: str
+    at: datetime
+
+
 class PendingCreate(Frozen):
     """One create attempt in flight: its client token, until the fleet lists the resource."""
 
@@ -309,6 +319,7 @@ EventType = Literal[
     "breaker_opened",
     "oscillation_detected",
     "cycle_finished",
+    "action_refused",
 ]
 
 

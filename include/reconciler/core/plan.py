@@ -31,6 +31,7 @@ from reconciler.core.model import (
     Wave,
     content_hash,
 )
+from reconciler.core.planhash import plan_hash
 from reconciler.core.policy import Policy
 
 __all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions"]
@@ -76,7 +77,6 @@ def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     errors = [f"dependency cycle: {' -> '.join(cycle)}"] if cycle else []
     validation = _validate(waves, snapshot, ctx.policy, errors)
     audit = _audit(waves, blocked, snapshot, ctx)
-    body = [w.model_dump(mode="json") for w in waves]
     return Plan(
         target=ctx.target,
         correlation_id=ctx.correlation_id,
@@ -85,8 +85,9 @@ def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
         rollback_points=tuple(range(len(waves))),
         validation=validation,
         audit=audit,
-        hash=content_hash([ctx.target, ctx.desired_version, body], 32),
+        hash=plan_hash(ctx.target, ctx.desired_version, waves, validation),
     )
+
 
 
 def _apply_actions(

@@ -44,6 +44,8 @@ class Policy(Frozen):
     cycle_deadline_seconds: float = Field(default=900.0, gt=0.0, le=86400.0)
     # A create the fleet has not listed after this long is taken as having made nothing: the
     # next create of that resource is a new attempt with a new client token (core.inflight).
+    # rollback of a failed wave may still act this long after the cycle deadline
+    rollback_grace_seconds: float = Field(default=120.0, ge=0.0, le=3600.0)
     create_pending_seconds: float = Field(default=600.0, gt=0.0, le=86400.0)
     in_flight_poll_seconds: float = Field(default=2.0, gt=0.0, le=300.0)
     max_iterations: int = Field(default=3, ge=1, le=50)

@@ -11,6 +11,7 @@ from reconciler.core.gate import GateVerdict
 from reconciler.core.model import (
     Action,
     ActionResult,
+    Approval,
     DesiredState,
     Event,
     Observation,
@@ -34,6 +35,8 @@ __all__ = [
     "AuditLog",
     "BreakerStore",
     "Leases",
+    "Approvals",
+    "GuardStore",
     "CreateLedger",
     "Store",
     "BreakerState",
@@ -108,8 +111,29 @@ class BreakerStore(Protocol):
 
 
 class Leases(Protocol):
-    def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool: ...
+    def acquire_lease(self, target: str, holder: str, ttl_s: float) -> bool:
+        """Take, renew (same holder) or take over an expired lease; False if someone holds it.
+
+        Each change of holder increments the target's fencing token (see ``lease_fence``).
+        """
+        ...
     def release_lease(self, target: str, holder: str) -> None: ...
+    def lease_fence(self, target: str, holder: str) -> int | None:
+        """The fencing token of ``holder``'s live lease on ``target``; None if not held."""
+        ...
+
+
+class Approvals(Protocol):
+    def record_approval(self, approval: Approval) -> None: ...
+    def approval_for(self, target: str, plan_hash: str) -> Approval | None: ...
+
+
+class GuardStore(Protocol):
+    """What the actuation guard reads and writes (core.guard)."""
+
+    def lease_fence(self, target: str, holder: str) -> int | None: ...
+    def approval_for(self, target: str, plan_hash: str) -> Approval | None: ...
+    def record_event(self, event: Event, actor: str = "reconciler") -> None: ...
 
 
 class ListingMemory(Protocol):
@@ -136,5 +160,6 @@ class CreateLedger(Protocol):
     def end_creates(self, target: str, keys: Sequence[ResourceKey]) -> None: ...
 
 
-class Store(CycleHistory, AuditLog, BreakerStore, Leases, ListingMemory, CreateLedger, Protocol):
+class Store(CycleHistory, AuditLog, BreakerStore, Leases, Approvals, ListingMemory, CreateLedger,
+            Protocol):
     """Everything a cycle persists, composed from the small ports above."""
