@@ -56,6 +56,10 @@ def cycle_status(
     final = last(facts.verifies)
     if final and final.get("settled"):
         return "converged", None
+    if final and final.get("only_conflicts"):  # not a failure: reported and left alone
+        return "blocked", (f"{final['only_conflicts']} conflict(s): desired names held by "
+                           "resources this target does not own (set policy.adopt to take "
+                           "them over)")
     stop = last(facts.stops)
     if stop and stop.get("status"):
         return stop["status"], stop.get("reason")

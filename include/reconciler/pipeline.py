@@ -352,7 +352,7 @@ class Step:
         settled = within and now - (since or now) >= self.policy.settle_seconds
         return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
                 "within_since": since, "settled": settled, "pass": pass_no,
-                "in_flight": waiting}
+                "in_flight": waiting, "only_conflicts": _only_conflicts(result["counts"])}
 
     def should_continue(self, drifts: list[dict[str, Any]], pass_no: int,
                         elapsed_s: float) -> dict[str, Any]:
@@ -424,6 +424,12 @@ class Step:
                       at=SystemClock().now(), detail=detail)
         self.events.emit(event)
         self.target.store.record_event(event, actor="airflow")
+
+
+def _only_conflicts(counts: dict[str, int]) -> int:
+    """How many conflicts are left when nothing else is (0 otherwise): a blocked cycle."""
+    rest = sum(counts.get(k, 0) for k in ("add", "modify", "delete", "in_flight"))
+    return 0 if rest else counts.get("conflicts", 0)
 
 
 class BatchFailed(Exception):

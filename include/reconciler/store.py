@@ -356,11 +356,13 @@ class SqlStore:
         with self._writer.begin() as conn:
             conn.execute(_upsert(self._dialect, approvals, values, ("target", "plan_hash")))
 
-    def approval_for(self, target: str, plan_hash: str) -> Approval | None:
-        query = sa.select(approvals).where(approvals.c.target == target,
-                                           approvals.c.plan_hash == plan_hash)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+    def claim_approval(self, target: str, plan_hash: str, cycle: str) -> Approval | None:
+        mine = (approvals.c.target == target) & (approvals.c.plan_hash == plan_hash)
+        free = (approvals.c.used_by.is_(None)) | (approvals.c.used_by == cycle)
+        with self._writer.begin() as conn:
+            conn.execute(sa.update(approvals).where(mine & free).values(used_by=cycle))
+            row = conn.execute(sa.select(approvals).where(
+                mine & (approvals.c.used_by == cycle))).first()
         return None if row is None else Approval(**dict(row._mapping))
 
     def release_lease(self, target: str, holder: str) -> None:

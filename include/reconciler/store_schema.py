@@ -110,6 +110,7 @@ approvals = Table(
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("surface", sa.String(32), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("used_by", sa.String(255)),  # the cycle that spent it
 )
 
 

@@ -166,8 +166,13 @@ class MemoryStore:
     def record_approval(self, approval: Approval) -> None:
         self.approvals[(approval.target, approval.plan_hash)] = approval
 
-    def approval_for(self, target: str, plan_hash: str) -> Approval | None:
-        return self.approvals.get((target, plan_hash))
+    def claim_approval(self, target: str, plan_hash: str, cycle: str) -> Approval | None:
+        with self._lock:
+            found = self.approvals.get((target, plan_hash))
+            if found is None or found.used_by not in (None, cycle):
+                return None
+            self.approvals[(target, plan_hash)] = found.model_copy(update={"used_by": cycle})
+            return self.approvals[(target, plan_hash)]
 
     def release_lease(self, target: str, holder: str) -> None:
         with self._lock:

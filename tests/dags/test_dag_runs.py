@@ -230,3 +230,14 @@ def _enable_faults(target: str, fail_actions: dict[str, object] | None) -> None:
     lines = [line.split(marker)[0] + marker + faults + "}}" if marker in line else line
              for line in text.splitlines()]
     TARGETS.write_text("\n".join(lines) + "\n")
+
+
+def test_a_name_held_by_an_unowned_resource_is_blocked_not_a_failed_cycle(dagbag):
+    sim = support.seed("sim")
+    sim.delete("sim.Node", "node-a2")
+    sim.put("sim.Node", "node-a2", {"pool": "default"}, managed=False)  # someone else's
+    dr, states = support.run(dagbag, "sim")
+    assert dr.state == "success", states
+    outcome = support.last_outcome("sim")
+    assert outcome.status == "blocked" and "conflict" in (outcome.error or ""), outcome
+    assert support.store().load_breaker("sim").consecutive_failures == 0

@@ -438,6 +438,9 @@ def test_fencing_tokens_grow_with_each_new_holder_and_approvals_are_by_hash(
     at = datetime(2026, 1, 1, tzinfo=UTC)
     store.record_approval(Approval(target="t", plan_hash="h1", actor="cli:alice",
                                    surface="cli", at=at))
-    assert store.approval_for("t", "h1") == Approval(target="t", plan_hash="h1",
-                                                     actor="cli:alice", surface="cli", at=at)
-    assert store.approval_for("t", "h2") is None and store.approval_for("u", "h1") is None
+    assert store.claim_approval("t", "h1", "c1") == Approval(
+        target="t", plan_hash="h1", actor="cli:alice", surface="cli", at=at, used_by="c1")
+    assert store.claim_approval("t", "h1", "c1") is not None  # every batch of that cycle
+    assert store.claim_approval("t", "h1", "c2") is None  # spent by c1
+    assert store.claim_approval("t", "h2", "c1") is None
+    assert store.claim_approval("u", "h1", "c1") is None

@@ -29,8 +29,9 @@ def a_plan(needs_approval: bool = False) -> Plan:
 
 def guard_for(plan: Plan, store: MemoryStore, clock: FakeClock,
               **mandate: object) -> ActuationGuard:
-    assert store.acquire_lease("t", "c-1", 600)
-    fields = {"holder": "c-1", "fence": store.lease_fence("t", "c-1"), "plan_hash": plan.hash,
+    holder = str(mandate.get("holder", "c-1"))
+    assert store.acquire_lease("t", holder, 600)
+    fields = {"holder": holder, "fence": store.lease_fence("t", holder), "plan_hash": plan.hash,
               "deadline_at": NOW + timedelta(seconds=100), **mandate}
     return ActuationGuard(store, clock, "t", plan, Mandate(**fields))  # type: ignore[arg-type]
 
@@ -43,7 +44,6 @@ def test_a_plan_within_policy_under_a_held_lease_passes():
 
 @pytest.mark.parametrize(("change", "reason"), [
     ({"fence": 99}, "lease"),
-    ({"holder": "someone-else"}, "lease"),
     ({"plan_hash": "0" * 32}, "is not the plan"),
     ({"deadline_at": NOW - timedelta(seconds=1)}, "deadline"),
 ])
@@ -68,6 +68,20 @@ def test_approval_is_of_the_exact_hash_and_only_from_the_store():
     store.record_approval(Approval(target="t", plan_hash=plan.hash, actor="alice",
                                    surface="airflow", at=NOW))
     guard.check(plan.actions[0])
+    guard.check(plan.actions[0])  # the same cycle, again: its approval
+    store.release_lease("t", "c-1")
+    later = guard_for(plan, store, clock, holder="c-2")  # another cycle, the same plan
+    with pytest.raises(Refused, match="no unspent approval"):
+        later.check(plan.actions[0])
+
+
+def test_a_holder_that_is_not_the_lease_holder_is_refused():
+    plan, store, clock = a_plan(), MemoryStore(), FakeClock()
+    guard_for(plan, store, clock)  # c-1 holds the lease
+    other = ActuationGuard(store, clock, "t", plan, Mandate(
+        holder="c-2", fence=1, plan_hash=plan.hash, deadline_at=NOW + timedelta(seconds=9)))
+    with pytest.raises(Refused, match="lease"):
+        other.check(plan.actions[0])
 
 
 def test_a_tampered_plan_is_refused_even_with_its_old_hash():

@@ -263,3 +263,22 @@ def test_deleting_a_protected_resource_takes_two_explicit_steps():
     assert rig.provider.get("sim.Node", "vault").protected is False
     rig.cycle(FLEET, FAST.model_copy(update={"max_delete_fraction": 1.0}), manual=True)
     assert rig.provider.get("sim.Node", "vault") is None
+
+
+def test_a_desired_name_held_by_an_unowned_resource_is_blocked_not_a_failure():
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n2")
+    rig.provider.put("sim.Node", "n2", node(), managed=False)  # someone else's n2
+    rig.provider.put("sim.Workload", "web", workload(replicas=1))
+    policy = FAST.model_copy(update={"breaker_failures": 2})
+    first = rig.cycle(FLEET, policy)
+    assert first.outcome.status == "blocked", first.outcome.error
+    assert "sim.Node/n2" in (first.outcome.error or "")
+    assert rig.fleet()["sim.Workload/web"]["replicas"] == 3  # the rest converged
+    blocked = first.plans[-1].audit.blocked
+    assert [(str(b.key), b.change) for b in blocked] == [("sim.Node/n2", "create")]
+    assert "conflict" in blocked[0].reason and "policy.adopt" in blocked[0].reason
+    for _ in range(3):
+        assert rig.cycle(FLEET, policy).outcome.status == "blocked"
+    assert rig.store.load_breaker("t").state == "closed"  # never counted as a failed cycle
+    assert not first.outcome.counts_as_failure

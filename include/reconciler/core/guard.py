@@ -8,7 +8,8 @@ store, not against what an earlier task said:
 - the caller still holds the target's lease, with the fencing token it was given (a holder
   whose lease expired or was taken over is refused, even if it still believes it holds it);
 - the plan's hash, recomputed from its content, is the hash the caller was told to run;
-- a plan that needs approval has an approval record in the store for that exact hash;
+- a plan that needs approval has an approval record in the store for that exact hash, not
+  spent by another cycle (the first cycle to act on an approval spends it);
 - the cycle's deadline has not passed (rollback gets ``rollback_grace_s`` more, so a failed
   wave is still undone).
 
@@ -72,8 +73,10 @@ class ActuationGuard:
         if fence != m.fence:
             return ("the target's lease is no longer held by this cycle (expired or taken by "
                     "another cycle)")
-        if self._needs_approval and self.store.approval_for(self.target, m.plan_hash) is None:
-            return f"plan {m.plan_hash} needs approval and none is recorded for it"
+        if self._needs_approval and self.store.claim_approval(
+                self.target, m.plan_hash, m.holder) is None:
+            return (f"plan {m.plan_hash} needs approval and no unspent approval is recorded "
+                    "for it")
         grace = m.rollback_grace_s if action.id.endswith("#undo") else 0.0
         if self.clock.now() >= m.deadline_at + timedelta(seconds=grace):
             return f"the cycle deadline passed at {m.deadline_at:%F %T} UTC"

@@ -28,7 +28,7 @@ from reconciler.core.model import (
     Snapshot,
 )
 from reconciler.core.oscillation import changed_fields, flapping
-from reconciler.core.plan import PlanContext, make_plan
+from reconciler.core.plan import PlanContext, make_plan, only_conflicts
 from reconciler.core.policy import Policy
 from reconciler.core.ports import Clock, EventSink, Provider, SnapshotGate, Store
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
@@ -160,6 +160,9 @@ class _Cycle:
             self.deps.store.record_approval(Approval(
                 target=self.req.target, plan_hash=plan.hash, actor=self.req.actor,
                 surface="cli" if self.req.manual else "api", at=self.clock.now()))
+        if only_conflicts(plan):  # blocked, reported and left alone: not a failed cycle
+            names = ", ".join(str(b.key) for b in plan.audit.blocked[:5])
+            return "blocked", f"{len(plan.audit.blocked)} conflict(s): {names}"
         if plan.is_empty:
             reasons = sorted({b.reason for b in plan.audit.blocked})
             return "failed", "drift remains but every change is blocked: " + "; ".join(reasons)

@@ -275,13 +275,15 @@ class Plan(Frozen):
 
 
 class Approval(Frozen):
-    """Who approved which plan (by hash), when, and through which surface (cli, api, airflow)."""
+    """Who approved which plan (by hash), when, through which surface (cli, api, airflow), and
+    the one cycle that used it: an approval is spent by the cycle that applies it."""
 
     target: str
     plan_hash: str
     actor: str
     surface: str
     at: datetime
+    used_by: str | None = None
 
 
 class PendingCreate(Frozen):
@@ -358,6 +360,7 @@ CycleStatus = Literal[
     "busy",
     "invalid_input",
     "window_closed",
+    "blocked",  # what is left to do is blocked by conflicts (names held by unowned resources)
 ]
 
 

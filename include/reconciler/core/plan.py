@@ -34,9 +34,12 @@ from reconciler.core.model import (
 from reconciler.core.planhash import plan_hash
 from reconciler.core.policy import Policy
 
-__all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions"]
+__all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions",
+           "CONFLICT", "only_conflicts"]
 
 _RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+CONFLICT = ("conflict: the name is held by a resource this target does not own; left alone "
+            "(set policy.adopt to take it over, or rename the desired resource)")
 PROTECTED_ORPHAN = ("protected-orphaned: removed from the desired state but protected; kept. "
                     "To delete it, apply protected: false first, then remove it")
 
@@ -68,6 +71,7 @@ def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     """Turn a diff into an ordered plan. Pure: same inputs, same plan and hash."""
     blocked = [BlockedChange(key=k, change="delete", reason=PROTECTED_ORPHAN)
                for k in diff.protected_orphans]
+    blocked += [BlockedChange(key=k, change="create", reason=CONFLICT) for k in diff.conflicts]
     applies = _apply_actions(diff, snapshot, ctx, blocked)
     deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked)
     deps = _dependencies(applies, deletes, diff, ctx.rules)
@@ -386,3 +390,9 @@ def check_preconditions(plan: Plan, snapshot: Snapshot) -> list[str]:
             elif pre.check == "matches" and have and spec_hash(have.spec) != pre.spec_hash:
                 failures.append(f"{act.id}: {pre.key} changed since the plan was made")
     return failures
+
+
+def only_conflicts(plan: Plan) -> bool:
+    """Whether all a plan leaves undone is conflicts: blocked, but not a failure."""
+    return plan.is_empty and bool(plan.audit.blocked) and all(
+        b.reason == CONFLICT for b in plan.audit.blocked)
