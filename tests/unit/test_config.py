@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "bad_desired_scheme.yaml": (4, "targets.prod.desired", "s3://"),
     "targets_not_mapping.yaml": (1, "targets", "must map target names"),
     "empty.yaml": (None, "", "expected a mapping with a 'targets' key"),
+    "deep_nesting.yaml": (6, "targets.prod.provider.options.deep[0]", "nested deeper than 64"),
+    "alias_bomb.yaml": (11, "targets.prod.provider.options.l5", "aliases expand to over"),
 }
 
 GOOD = """\
