@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import json
 import logging
 import random
@@ -23,8 +24,16 @@ __all__ = ["main", "build_parser"]
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_APPROVAL, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("reconciler")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reconcile", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"reconcile {_version()}")
     parser.add_argument("--config", help="targets config (default: $RECONCILER_CONFIG or the "
                         "repository's include/config/targets.yaml)")
     parser.add_argument("--store", help="state store URL (default: $RECONCILER_STORE_URL or "

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
 from reconciler.core.errors import InvalidConfig, SourceLocation
@@ -31,16 +32,15 @@ TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,49}")
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# (label, lowest, highest, names mapped to lowest + position)
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
+# (label, what croniter accepts in the field besides * , - / and the L # ? extensions)
+_CRON_FIELDS: tuple[tuple[str, str], ...] = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 or sun-sat"),
 )
+_NUMERIC_RANGE = re.compile(r"(?<![\d/])(\d+)-(\d+)")
 
 _Problem = tuple[str | None, SourceLocation, str]  # (target name or None for the file, where, what)
 _Tag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
@@ -157,31 +157,39 @@ def schedule_problem(schedule: str) -> str | None:
             f"schedule {schedule!r} is neither a 5-field cron expression, "
             "an interval like '30s', '10m', '1h', '1d', nor one of " + ", ".join(sorted(_PRESETS))
         )
-    for value, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        if not all(_cron_item_ok(item.lower(), low, high, names) for item in value.split(",")):
-            return f"cron {label} field {value!r} is invalid (allowed {low}-{high})"
+    return _cron_problem(fields)
+
+
+def _cron_problem(fields: list[str]) -> str | None:
+    """Each field alone first, so the message names the field; then the whole expression."""
+    for index, (value, (label, allowed)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        probe = " ".join(value if i == index else "*" for i in range(len(fields)))
+        why = _croniter_rejects(probe) or _backwards(value)
+        if why:
+            return f"cron {label} field {value!r} is invalid: {why} (allowed {allowed})"
+    why = _croniter_rejects(" ".join(fields))
+    return f"cron expression {' '.join(fields)!r} is invalid: {why}" if why else None
+
+
+def _croniter_rejects(expression: str) -> str | None:
+    try:
+        croniter(expression)
+    except ValueError as error:  # every CroniterError is one
+        # croniter says "[61 * * * *] is not acceptable, out of range": keep the reason only
+        echo = re.compile(r"\[?" + re.escape(expression) + r"\]?| in field \d+", re.IGNORECASE)
+        detail = echo.sub("", str(error)).replace("out of bands", "out of range")
+        detail = detail.strip(" ,").removeprefix("is not acceptable")
+        return detail.strip(" ,").removeprefix("is ") or "not a number, name, range or step"
     return None
 
 
-def _cron_item_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
-    span, slash, step = item.partition("/")
-    if slash and not (step.isdigit() and 0 < int(step) <= high):
-        return False
-    if span == "*":
-        return True
-    start, dash, end = span.partition("-")
-    first = _cron_value(start, low, high, names)
-    last = _cron_value(end, low, high, names) if dash else first
-    return first is not None and last is not None and first <= last
-
-
-def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int | None:
-    if text in names:
-        return low + names.index(text) if low == 1 else names.index(text)
-    if not text.isdigit():
-        return None
-    value = int(text)
-    return value if low <= value <= high else None
+def _backwards(value: str) -> str | None:
+    # croniter wraps a backwards range (50-10 is 50..59 and 0..10). Named ones are meant so
+    # (fri-mon, nov-feb); numbers written backwards are a typo far more often.
+    for low, high in _NUMERIC_RANGE.findall(value):
+        if int(low) > int(high):
+            return f"range {low}-{high} runs backwards"
+    return None
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> TargetsConfig:

@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "bad_desired_scheme.yaml": (4, "targets.prod.desired", "s3://"),
     "targets_not_mapping.yaml": (1, "targets", "must map target names"),
     "empty.yaml": (None, "", "expected a mapping with a 'targets' key"),
+    "deep_nesting.yaml": (6, "targets.prod.provider.options.deep[0]", "nested deeper than 64"),
+    "alias_bomb.yaml": (11, "targets.prod.provider.options.l5", "aliases expand to over"),
 }
 
 GOOD = """\
@@ -203,6 +205,25 @@ def test_valid_schedules_are_accepted(schedule: str) -> None:
 )
 def test_invalid_schedules_are_rejected(schedule: str) -> None:
     assert schedule_problem(schedule) is not None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("60 * * * *", "cron minute field '60' is invalid: out of range (allowed 0-59)"),
+        ("* * * foo *", "cron month field 'foo' is invalid: not a number, name, range or step"),
+        ("0 3 * * 1-9", "cron day of week field '1-9' is invalid: out of range"),
+        ("*/0 * * * *", "cron minute field '*/0' is invalid: step '0'"),
+        ("50-10 * * * *", "cron minute field '50-10' is invalid: range 50-10 runs backwards"),
+    ],
+)
+def test_a_bad_cron_names_the_field_and_what_is_wrong(schedule: str, message: str) -> None:
+    assert (schedule_problem(schedule) or "").startswith(message)
+
+
+@pytest.mark.parametrize("schedule", ["0 0 L * *", "0 9 * * 1#1", "0 0 ? * *", "0 0 * * fri-mon"])
+def test_croniter_extensions_airflow_accepts_are_accepted(schedule: str) -> None:
+    assert schedule_problem(schedule) is None
 
 
 def test_config_models_are_frozen_and_forbid_unknown_fields() -> None:

@@ -23,6 +23,20 @@ def test_cycle_is_reported_as_a_path():
     assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b"}
 
 
+def test_a_cycle_reads_in_dependency_order_from_its_smallest_node():
+    _, cycle = layer(["c", "b", "a"], {"b": ["c"], "c": ["a"], "a": ["b"]})
+    assert cycle == ["a", "b", "c", "a"]  # a depends on b, b on c, c on a
+
+
+def test_a_cycle_through_a_virtual_node_names_only_real_nodes():
+    levels, cycle = layer(["a", "b", "x"], {"a": ["@k"], "@k": ["b"], "b": ["a"], "x": ["a"]})
+    assert cycle == ["a", "b", "a"] and levels == {}  # x waits behind the cycle
+
+
+def test_a_self_dependency_is_a_cycle():
+    assert layer(["a"], {"a": ["a"]}) == ({}, ["a", "a"])
+
+
 @given(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 15)), max_size=40))
 def test_every_edge_of_an_acyclic_graph_goes_up_a_level(edges):
     deps: dict[str, list[str]] = {}

@@ -13,6 +13,7 @@ from pydantic_core import ErrorDetails
 from yaml.constructor import SafeConstructor
 
 from reconciler.core.gcpause import gc_paused
+from reconciler.desired.yamlcompose import EVENT_LIMITS, EventLimits, LimitExceeded, compose_bounded
 
 __all__ = [
     "FieldPath",
@@ -21,6 +22,8 @@ __all__ = [
     "MAX_BYTES",
     "MAX_ALIAS_NODES",
     "MAX_DEPTH",
+    "EVENT_LIMITS",
+    "EventLimits",
     "read_yaml",
     "parse_yaml",
     "dotted",
@@ -32,7 +35,7 @@ FieldPath = tuple[str | int, ...]
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ALIAS_NODES = 200_000
-MAX_DEPTH = 100
+MAX_DEPTH = EVENT_LIMITS.depth
 
 # The C parser is the same safe loader, several times faster; fall back when libyaml is absent.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -80,7 +83,11 @@ class _Abort(Exception):
 
 
 def read_yaml(
-    path: Path, *, max_bytes: int = MAX_BYTES, max_alias_nodes: int = MAX_ALIAS_NODES
+    path: Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_alias_nodes: int = MAX_ALIAS_NODES,
+    limits: EventLimits = EVENT_LIMITS,
 ) -> YamlDoc:
     """Read and parse one file, refusing oversized files before reading them."""
     file = str(path)
@@ -92,25 +99,32 @@ def read_yaml(
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         return _failed(file, None, f"cannot read file: {exc.strerror or exc}")
-    return parse_yaml(data, file, max_bytes=max_bytes, max_alias_nodes=max_alias_nodes)
+    return parse_yaml(data, file, max_bytes=max_bytes, max_alias_nodes=max_alias_nodes,
+                      limits=limits)
 
 
 def parse_yaml(
-    data: bytes, file: str, *, max_bytes: int = MAX_BYTES, max_alias_nodes: int = MAX_ALIAS_NODES
+    data: bytes,
+    file: str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_alias_nodes: int = MAX_ALIAS_NODES,
+    limits: EventLimits = EVENT_LIMITS,
 ) -> YamlDoc:
-    """Parse UTF-8 bytes into plain values, rejecting duplicate keys and alias bombs."""
+    """Parse UTF-8 bytes into plain values, rejecting duplicate keys, alias bombs and documents
+    over ``limits`` (nesting, node count, value length: checked before anything is built)."""
     if len(data) > max_bytes:
         return _failed(file, None, f"file is over the {max_bytes}-byte limit")
     text = _decode(data, file)
     if isinstance(text, YamlDoc):
         return text
     with gc_paused():
-        node = _compose(text, file)
+        node = _compose(text, file, limits)
         if isinstance(node, YamlDoc):
             return node
         if node is None:
             return YamlDoc(file, None)
-        return _Builder(file, max_alias_nodes).build(node)
+        return _Builder(file, max_alias_nodes, limits.depth).build(node)
 
 
 def _failed(file: str, line: int | None, message: str) -> YamlDoc:
@@ -127,9 +141,11 @@ def _decode(data: bytes, file: str) -> str | YamlDoc:
         return _failed(file, line, f"not valid UTF-8: byte 0x{bad:02x} at offset {exc.start}")
 
 
-def _compose(text: str, file: str) -> yaml.Node | YamlDoc | None:
+def _compose(text: str, file: str, limits: EventLimits) -> yaml.Node | YamlDoc | None:
     try:
-        return yaml.compose(text, Loader=_LOADER)
+        return compose_bounded(text, _LOADER, limits)
+    except LimitExceeded as exc:
+        return YamlDoc(file, None, problems=(YamlProblem(exc.line, exc.path, exc.message),))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -137,6 +153,8 @@ def _compose(text: str, file: str) -> yaml.Node | YamlDoc | None:
         if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
             context += f" (from line {exc.context_mark.line + 1})"
         what = " ".join(p for p in (context, exc.problem) if p)
+        if "maximum nesting depth" in what:  # libyaml's own limit, met before ours in a lookahead
+            return _failed(file, line, f"nested deeper than {limits.depth} levels")
         if "tab" in what or "'\\t'" in what:
             what += " (indent YAML with spaces, never tabs)"
         return _failed(file, line, f"YAML syntax error: {what}")
@@ -145,16 +163,15 @@ def _compose(text: str, file: str) -> yaml.Node | YamlDoc | None:
         return _failed(file, line, f"YAML syntax error: character {exc.character!r} not allowed")
     except yaml.YAMLError as exc:
         return _failed(file, None, f"YAML syntax error: {exc}")
-    except RecursionError:
-        return _failed(file, None, "YAML syntax error: nesting too deep")
 
 
 class _Builder:
     """Turns a composed node graph into dicts/lists/scalars, recording lines and problems."""
 
-    def __init__(self, file: str, max_alias_nodes: int) -> None:
+    def __init__(self, file: str, max_alias_nodes: int, max_depth: int) -> None:
         self.file = file
         self.max_alias_nodes = max_alias_nodes
+        self.max_depth = max_depth  # reached only through aliases: the composer checked the rest
         self.lines: dict[FieldPath, int] = {}
         self.problems: list[YamlProblem] = []
         self.seen: set[int] = set()
@@ -197,8 +214,8 @@ class _Builder:
             if self.expanded > self.max_alias_nodes:
                 too_many = f"aliases expand to over {self.max_alias_nodes} nodes"
                 self.abort(node, path, expanding, too_many)
-        if depth > MAX_DEPTH:
-            self.abort(node, path, expanding, f"nested deeper than {MAX_DEPTH} levels")
+        if depth > self.max_depth:
+            self.abort(node, path, expanding, f"nested deeper than {self.max_depth} levels")
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth, expanding)
         if isinstance(node, yaml.SequenceNode):
