@@ -258,8 +258,7 @@ class Step:
         sliced = wave.model_copy(update={"actions": actions})
         one_wave = plan.model_copy(update={"waves": (sliced,)})
         actuator = self._actuator(self._guard(plan, batch))
-        result = actuator.run(one_wave)
-        self.target.store.record_results(self.name, self.correlation_id, result.results)
+        result = actuator.run(one_wave)  # each result is recorded as its action ends
         counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
         where = f"wave {wave.index + 1} batch {batch['batch']}"
         refused = [r.error for r in result.results if (r.error or "").startswith("refused:")]
@@ -311,18 +310,17 @@ class Step:
         self.abort(plan.hash, "a batch failed")
         rows = self.target.store.audit_rows(target=self.name, kind="action",
                                             correlation_id=self.correlation_id, limit=100_000)
-        results = [r["payload"] for r in rows if not r["payload"].get("rollback")]
-        failed_waves = sorted({r["wave"] for r in results if r["state"] == "failed"})
-        if not failed_waves:
+        final = _final_results(rows, {a.id for a in plan.actions})
+        failed_waves = sorted({r["wave"] for r in final.values() if r["state"] == "failed"})
+        if not failed_waves:  # a failed attempt that a retry then fixed is no failure
             return {"rolled_back": 0, "wave": None}
         wave = plan.waves[failed_waves[0]]
-        done = {r["action_id"]: r["finished_at"] for r in results
+        done = {aid: r["finished_at"] for aid, r in final.items()
                 if r["state"] == "succeeded" and r["wave"] == wave.index}
         newest_first = sorted((a for a in wave.actions if a.id in done),
                               key=lambda a: done[a.id], reverse=True)
         undo = self._actuator(self._guard(plan, summary)).rollback_actions(
             wave.index, newest_first, "a batch of this wave failed")
-        self.target.store.record_results(self.name, self.correlation_id, undo)
         return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
                 "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
 
@@ -336,7 +334,7 @@ class Step:
         return Actuator(applier=self.target.provider, policy=policy, events=events,
                         clock=SystemClock(), target=self.name,
                         correlation_id=self.correlation_id, ledger=self.target.store,
-                        guard=guard)
+                        guard=guard, results_log=self.target.store)
 
     # -- verify / continue ------------------------------------------------------------------
 
@@ -424,6 +422,16 @@ class Step:
                       at=SystemClock().now(), detail=detail)
         self.events.emit(event)
         self.target.store.record_event(event, actor="airflow")
+
+
+def _final_results(rows: list[dict[str, Any]], ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Each forward action's last recorded result (rows come newest first)."""
+    final: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        result = row["payload"]
+        if not result.get("rollback") and result["action_id"] in ids:
+            final.setdefault(result["action_id"], result)
+    return final
 
 
 def _only_conflicts(counts: dict[str, int]) -> int:

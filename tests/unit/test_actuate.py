@@ -168,3 +168,34 @@ def test_results_keep_plan_order(max_parallel):
     plan = make(n_nodes=6)
     result = act.run(plan)
     assert [r.action_id for r in result.results] == [a.id for a in plan.actions]
+
+
+def test_each_result_is_written_as_its_action_ends_so_a_crash_hides_nothing():
+    """A worker killed in the middle of a batch: the actions that ended before are on record
+    (rollback reads them), not lost with the batch's in-memory results."""
+    from reconciler.core.actuate import Actuator
+    from reconciler.core.model import Action
+    from reconciler.core.policy import Policy
+    from reconciler.testing import FakeClock, MemoryStore, RecordingSink
+    from tests.builders import node, want
+    from tests.loop_support import Rig
+
+    class DiesOnSecond:
+        calls = 0
+
+        def apply(self, action: Action) -> str:
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt("worker killed")
+            return "created"
+
+    plan = Rig.make().cycle([want("sim.Node/a", node()), want("sim.Node/b", node())],
+                            Policy(jitter=0), dry_run=True).plans[0]
+    store = MemoryStore()
+    actuator = Actuator(applier=DiesOnSecond(), policy=Policy(max_parallel=1, jitter=0),
+                        events=RecordingSink(), clock=FakeClock(), target="t",
+                        correlation_id="c-1", results_log=store)
+    with pytest.raises(KeyboardInterrupt):
+        actuator.run(plan)
+    assert [(r.action_id, r.state) for r in store.results] == [("create:sim.Node/a",
+                                                                "succeeded")]

@@ -23,7 +23,7 @@ from reconciler.core.model import (
     Wave,
 )
 from reconciler.core.policy import Policy
-from reconciler.core.ports import Applier, Clock, CreateLedger, EventSink
+from reconciler.core.ports import Applier, Clock, CreateLedger, EventSink, ResultLog
 
 __all__ = ["Actuator", "backoff_delay"]
 
@@ -50,6 +50,8 @@ class Actuator:
     deadline: float | None = None  # on the clock's monotonic scale
     ledger: CreateLedger | None = None  # creates in flight: one client token per attempt
     guard: ActuationGuard | None = None  # checked before every provider call (core.guard)
+    # each result is written as its action ends, so a crash mid-batch hides nothing from rollback
+    results_log: ResultLog | None = None
     _done: int = 0
     _total: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,6 +158,7 @@ class Actuator:
             "finished_at": self.clock.now(), "duration_s": round(self.clock.monotonic() - t0, 6),
             "wave": action.wave, "rollback": action.id.endswith("#undo"),
         })
+        self._log([result])
         kind: EventType = "action_completed" if state == "succeeded" else "action_failed"
         if state != "skipped":
             detail = {"state": state, "attempts": attempts, "error": error, "outcome": outcome,
@@ -173,6 +176,7 @@ class Actuator:
                 action_id=a.id, key=a.target, type=a.type, state="skipped", error=reason,
                 started_at=None, finished_at=now, wave=a.wave,
             )
+        self._log(list(out.values()))
         return out
 
     def _rollback(
@@ -197,6 +201,10 @@ class Actuator:
             self._total += 1
             out.append(self._run_action(inverse.model_copy(update={"wave": wave})))
         return out
+
+    def _log(self, results: list[ActionResult]) -> None:
+        if self.results_log is not None and results:
+            self.results_log.record_results(self.target, self.correlation_id, results)
 
     def _past_deadline(self) -> bool:
         return self.deadline is not None and self.clock.monotonic() >= self.deadline

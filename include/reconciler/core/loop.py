@@ -270,12 +270,10 @@ class _Cycle:
                             events=self.deps.events, clock=self.clock, target=self.req.target,
                             correlation_id=self.req.correlation_id, rng=self.deps.rng,
                             deadline=self.deadline, ledger=self.deps.store,
-                            guard=self._guard(plan))
+                            guard=self._guard(plan), results_log=self.deps.store)
         result = actuator.run(plan)
         self.actuations.append(result)
         self.changed.update(changed_fields(plan.actions, result.results))
-        self.deps.store.record_results(self.req.target, self.req.correlation_id,
-                                       [*result.results, *result.rollback])
         return result
 
     def _guard(self, plan: Plan) -> ActuationGuard:

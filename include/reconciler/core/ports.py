@@ -33,6 +33,7 @@ __all__ = [
     "GateVerdict",
     "CycleHistory",
     "AuditLog",
+    "ResultLog",
     "BreakerStore",
     "Leases",
     "Approvals",
@@ -79,6 +80,12 @@ class SnapshotGate(Protocol):
 class CycleHistory(Protocol):
     def record_cycle(self, outcome: Outcome) -> None: ...
     def recent_cycles(self, target: str, limit: int = 20) -> Sequence[Outcome]: ...
+
+
+class ResultLog(Protocol):
+    def record_results(
+        self, target: str, correlation_id: str, results: Sequence[ActionResult]
+    ) -> None: ...
 
 
 class AuditLog(Protocol):

@@ -1,0 +1,48 @@
+"""The Airflow path's rollback undoes the wave whose actions *finally* failed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.dags import support
+
+
+def two_waves() -> tuple[Any, dict[str, Any], Any]:
+    """payments (wave 1) and checkout (wave 2, depends on payments) both missing, planned."""
+    from reconciler.pipeline import Step
+
+    sim = support.seed("sim")
+    sim.delete("sim.Workload", "payments")
+    sim.delete("sim.Workload", "checkout")
+    step = Step.open("sim", f"rollback-{uuid.uuid4().hex[:8]}")
+    result = step.plan(step.sense("sense")["ref"], 1)
+    plan = step.load_plan(result["summary"]["plan_ref"])
+    assert [[a.target.name for a in w.actions] for w in plan.waves] == [["payments"],
+                                                                          ["checkout"]]
+    return step, result, plan
+
+
+def result_row(action: Any, state: str, attempts: int, at: datetime) -> Any:
+    from reconciler.core.model import ActionResult
+
+    return ActionResult(action_id=action.id, key=action.target, type=action.type, state=state,
+                        attempts=attempts, started_at=at, finished_at=at, wave=action.wave)
+
+
+def test_a_failure_a_retry_fixed_is_not_what_rollback_undoes():
+    step, result, plan = two_waves()
+    payments, checkout = plan.waves[0].actions[0], plan.waves[1].actions[0]
+    t0 = datetime.now(UTC)
+    step.target.store.record_results(step.name, step.correlation_id, [
+        result_row(payments, "failed", 1, t0),  # an Airflow retry then fixed it
+        result_row(payments, "succeeded", 2, t0 + timedelta(seconds=1)),
+        result_row(checkout, "failed", 3, t0 + timedelta(seconds=2)),
+    ])
+    support.fleet("sim").put("sim.Workload", "payments", {"replicas": 2})  # what wave 1 made
+    undone = step.rollback(result["summary"])
+    assert undone["wave"] == 1 and undone["rolled_back"] == 0
+    assert support.fleet("sim").get("sim.Workload", "payments") is not None
+    step.target.store.release_lease(step.name, step.correlation_id)
+
