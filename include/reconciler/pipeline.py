@@ -103,11 +103,24 @@ class Step:
                           for k, s in snap.kinds.items()},
                 "complete_enough": snap.completeness >= self.policy.completeness_threshold}
 
+    def desired(self) -> DesiredState:
+        """The desired state of this cycle: read from the source once (by ``validate``) and
+        kept as an artifact, so every later step and pass uses the version validate checked,
+        even if the source changes meanwhile (the next cycle picks the change up)."""
+        name = f"{self.correlation_id}/desired.json"
+        try:
+            return DesiredState.model_validate(self.artifacts.get(self.artifacts.ref(name)))
+        except Exception:  # not kept yet (a missing file or S3 key): this is the first read
+            pass
+        desired = self.target.load_desired()
+        self.artifacts.put(name, desired.model_dump(mode="json"))
+        return desired
+
     def snapshot(self, ref: str) -> Snapshot:
         return Snapshot.model_validate(self.artifacts.get(ref))
 
     def validate(self, snapshot_ref: str, gate: Any) -> dict[str, Any]:
-        desired = self.target.load_desired()  # raises InvalidDesiredState: fail before any action
+        desired = self.desired()  # raises InvalidDesiredState: fail before any action
         verdict: GateVerdict = gate.check(self.snapshot(snapshot_ref), desired)
         return {"passed": verdict.passed, "failures": list(verdict.failures),
                 "suite": verdict.suite, "desired_version": desired.version,
@@ -132,7 +145,7 @@ class Step:
 
     def _diff(self, snapshot_ref: str, kinds: list[str] | None
               ) -> tuple[DesiredState, Snapshot, Diff, Drift]:
-        desired = self.target.load_desired()
+        desired = self.desired()
         snap = self.snapshot(snapshot_ref)
         diff, drift = compare(desired.resources, snap, rules=self.rules(), policy=self.policy,
                               kinds=kinds, suppress=self._fights())
@@ -187,12 +200,14 @@ class Step:
         store = self.target.store
         if not store.acquire_lease(self.name, self.correlation_id,
                                    self.policy.cycle_deadline_seconds + 60):
+            self.note("busy", "another cycle holds this target's lease (a CLI apply or a run)")
             raise PlanRejected(["another cycle holds this target's lease"])
         fence = store.lease_fence(self.name, self.correlation_id)
         deadline_at = deadline_at or SystemClock().now() + timedelta(
             seconds=self.policy.cycle_deadline_seconds)
         plan = self._make_plan(snapshot_ref, kinds, gate_passed=gate_passed, estimates=True)
         if not plan.validation.ok:
+            self.note("failed", "plan rejected: " + "; ".join(plan.validation.errors))
             raise PlanRejected(list(plan.validation.errors))
         self.target.store.record_plan(plan, actor="airflow")
         ref = self.artifacts.put(f"{self.correlation_id}/plan-{pass_no}.json",
@@ -234,6 +249,20 @@ class Step:
         kinds = sorted({a.target.kind for a in plan.actions})
         fresh = self.snapshot(self.sense("revalidate", kinds or None)["ref"])
         return check_preconditions(plan, fresh)
+
+    def note(self, status: str, reason: str) -> None:
+        """Why this cycle stops early (busy, a rejected plan), for ``record`` to report: a task
+        that fails leaves no XCom, and the outcome must say what happened, not guess."""
+        self.artifacts.put(f"{self.correlation_id}/stop.json",
+                           {"status": status, "reason": reason})
+
+    def _note(self) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.artifacts.get(
+                self.artifacts.ref(f"{self.correlation_id}/stop.json"))
+        except Exception:  # no note (a missing file or S3 key): nothing stopped it early
+            return None
+        return found
 
     def approve(self, plan_hash: str, actor: str, surface: str = "airflow") -> None:
         """Record a human's approval of this exact plan: the guard lets it run, nothing else."""
@@ -368,8 +397,10 @@ class Step:
         store = self.target.store
         rows = store.audit_rows(target=self.name, kind="action",
                                 correlation_id=self.correlation_id, limit=100_000)
-        forward = [r["payload"] for r in rows if not r["payload"].get("rollback")]
+        # each action's last result: an attempt an Airflow retry then fixed is not a failure
+        forward = list(_final_results(rows).values())
         final = last(facts.verifies) or {}
+        facts.note = facts.note or self._note()
         status, error = cycle_status(facts, forward)
         first = Drift.model_validate(facts.initial_drift or {})
         outcome = Outcome(
@@ -424,12 +455,13 @@ class Step:
         self.target.store.record_event(event, actor="airflow")
 
 
-def _final_results(rows: list[dict[str, Any]], ids: set[str]) -> dict[str, dict[str, Any]]:
+def _final_results(rows: list[dict[str, Any]],
+                   ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each forward action's last recorded result (rows come newest first)."""
     final: dict[str, dict[str, Any]] = {}
     for row in rows:
         result = row["payload"]
-        if not result.get("rollback") and result["action_id"] in ids:
+        if not result.get("rollback") and (ids is None or result["action_id"] in ids):
             final.setdefault(result["action_id"], result)
     return final
 

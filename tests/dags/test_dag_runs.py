@@ -241,3 +241,19 @@ def test_a_name_held_by_an_unowned_resource_is_blocked_not_a_failed_cycle(dagbag
     outcome = support.last_outcome("sim")
     assert outcome.status == "blocked" and "conflict" in (outcome.error or ""), outcome
     assert support.store().load_breaker("sim").consecutive_failures == 0
+
+
+def test_a_run_that_finds_the_target_busy_says_busy(dagbag):
+    sim = support.seed("sim")
+    sim.delete("sim.Node", "node-a2")
+    store = support.store()
+    assert store.acquire_lease("sim", "cli:someone", 600)  # a CLI apply holds the target
+    try:
+        dr, states = support.run(dagbag, "sim")
+    finally:
+        store.release_lease("sim", "cli:someone")
+    assert states["pass_1.plan"] == "failed"
+    outcome = support.last_outcome("sim")
+    assert outcome.status == "busy" and "lease" in (outcome.error or ""), outcome
+    assert support.fleet("sim").get("sim.Node", "node-a2") is None
+    assert store.load_breaker("sim").consecutive_failures == 0

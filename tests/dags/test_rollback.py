@@ -46,3 +46,27 @@ def test_a_failure_a_retry_fixed_is_not_what_rollback_undoes():
     assert support.fleet("sim").get("sim.Workload", "payments") is not None
     step.target.store.release_lease(step.name, step.correlation_id)
 
+
+
+def test_every_step_of_a_cycle_uses_the_desired_version_validate_checked():
+    from reconciler.core.gate import BasicGate
+    from reconciler.pipeline import Step
+    from tests.dags.conftest import HOME
+
+    support.seed("sim")
+    step = Step.open("sim", f"version-{uuid.uuid4().hex[:8]}")
+    sensed = step.sense("sense")
+    checked = step.validate(sensed["ref"], BasicGate())["desired_version"]
+    nodes = HOME / "desired" / "sim" / "nodes.yaml"
+    before = nodes.read_text()
+    try:
+        nodes.write_text(before.replace("node-b2", "node-z9"))  # a push lands mid-cycle
+        assert step.compare(sensed["ref"])["desired_version"] == checked
+        planned = step.plan(sensed["ref"], 1)
+        assert step.load_plan(planned["summary"]["plan_ref"]).desired_version == checked
+        assert planned["summary"]["counts"]["create"] == 0  # node-z9 waits for the next cycle
+        later = Step.open("sim", f"version-{uuid.uuid4().hex[:8]}")
+        assert later.desired().version != checked
+    finally:
+        nodes.write_text(before)
+        step.target.store.release_lease(step.name, step.correlation_id)

@@ -295,9 +295,10 @@ def test_the_fleet_matches_the_desired_state_with_no_duplicates(facts: Facts, wo
     plan = _plan(world, facts.first)
     creates = {a["id"]: a for w in plan["waves"] for a in w["actions"] if a["type"] == "create"}
     assert len(creates) == SIZE // 3
-    for action in creates.values():  # created once, by the plan's own idempotency token
+    made_by = _create_tokens(world, facts.first)
+    for action in creates.values():  # created once, by the token its one successful call sent
         key = (action["target"]["kind"], action["target"]["name"])
-        assert live[key].provider_id == _provider_id(*key, action["idempotency_token"])
+        assert live[key].provider_id == _provider_id(*key, made_by[action["id"]])
 
 
 def test_every_planned_action_has_exactly_one_success_in_the_audit(
@@ -364,6 +365,15 @@ def _cid(run_id: str) -> str:
 def _plan(world: dict[str, Any], run_id: str) -> dict[str, Any]:
     path = world["state"] / "artifacts" / TARGET / _cid(run_id) / "plan-1.json"
     return dict(json.loads(path.read_text()))
+
+
+def _create_tokens(world: dict[str, Any], run_id: str) -> dict[str, str]:
+    """action id -> the client token its successful create sent (recorded in the audit)."""
+    with _store(world) as store:
+        rows = store.audit_rows(target=TARGET, kind="action", correlation_id=_cid(run_id),
+                                limit=100_000)
+    return {r["action_id"]: r["payload"]["token"] for r in rows
+            if r["payload"]["state"] == "succeeded" and r["payload"]["type"] == "create"}
 
 
 def _provider_id(kind: str, name: str, token: str) -> str:

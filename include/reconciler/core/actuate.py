@@ -96,7 +96,7 @@ class Actuator:
         while attempts < self.policy.max_attempts:
             attempts += 1
             try:
-                outcome = self._apply(action)
+                outcome, token = self._apply(action)
             except TemporaryError as exc:
                 last_error = f"temporary: {exc}"
                 if attempts >= self.policy.max_attempts or self._past_deadline():
@@ -114,22 +114,22 @@ class Actuator:
                 break
             with self._lock:
                 self._completion.append(action.id)
-            return self._finish(action, "succeeded", attempts, None, started, t0, outcome)
+            return self._finish(action, "succeeded", attempts, None, started, t0, outcome, token)
         return self._finish(action, "failed", attempts, last_error, started, t0)
 
-    def _apply(self, action: Action) -> OperationResult:
-        """The provider call, if the guard allows it; a create goes out with its attempt's
-        token (core.inflight)."""
+    def _apply(self, action: Action) -> tuple[OperationResult, str]:
+        """The provider call, if the guard allows it, and the client token it carried; a create
+        goes out with its attempt's token (core.inflight)."""
         if self.guard is not None:
             self.guard.check(action)
         if self.ledger is None:
-            return self.applier.apply(action)
+            return self.applier.apply(action), action.idempotency_token
         if action.type == "create":
             sent = claim_create(self.ledger, self.target, action,
                                 correlation_id=self.correlation_id, now=self.clock.now(),
                                 rng=self.rng)
             try:
-                return self.applier.apply(sent)
+                return self.applier.apply(sent), sent.idempotency_token
             except PermanentError:
                 # refused for good: that attempt made nothing, the next one gets a new token
                 self.ledger.end_creates(self.target, [action.target])
@@ -137,7 +137,7 @@ class Actuator:
         outcome = self.applier.apply(action)
         if action.type == "delete":  # a create of it that was never listed is over, too
             self.ledger.end_creates(self.target, [action.target])
-        return outcome
+        return outcome, action.idempotency_token
 
     def _finish(
         self,
@@ -148,6 +148,7 @@ class Actuator:
         started: datetime,
         t0: float,
         outcome: str | None = None,
+        token: str | None = None,
     ) -> ActionResult:
         with self._lock:
             self._done += 1
@@ -156,7 +157,7 @@ class Actuator:
             "action_id": action.id, "key": action.target, "type": action.type, "state": state,
             "outcome": outcome, "attempts": attempts, "error": error, "started_at": started,
             "finished_at": self.clock.now(), "duration_s": round(self.clock.monotonic() - t0, 6),
-            "wave": action.wave, "rollback": action.id.endswith("#undo"),
+            "wave": action.wave, "rollback": action.id.endswith("#undo"), "token": token,
         })
         self._log([result])
         kind: EventType = "action_completed" if state == "succeeded" else "action_failed"

@@ -309,6 +309,7 @@ class ActionResult(Frozen):
     duration_s: float = 0.0
     wave: int = 0
     rollback: bool = False
+    token: str | None = None  # the client token the successful call carried (a create's attempt)
 
 
 EventType = Literal[
