@@ -183,10 +183,12 @@ class Step:
             return {"route": "report", "reason": "reported"}
         if not brk.allows_actuation(breaker):
             return {"route": "report", "reason": "breaker_open"}
-        if not in_window(SystemClock().now(), self.policy.windows):
-            return {"route": "report", "reason": "window_closed"}
+        # the same order as the CLI's cycle: drift it would not act on anyway is "reported",
+        # whatever the window; only drift it would act on is held back by a closed window
         if d.urgency not in self.policy.auto_apply:
             return {"route": "report", "reason": "reported"}
+        if not in_window(SystemClock().now(), self.policy.windows):
+            return {"route": "report", "reason": "window_closed"}
         return {"route": "page" if d.urgency == "critical" else "plan", "reason": d.urgency}
 
     # -- plan -------------------------------------------------------------------------------

@@ -70,3 +70,28 @@ def test_every_step_of_a_cycle_uses_the_desired_version_validate_checked():
     finally:
         nodes.write_text(before)
         step.target.store.release_lease(step.name, step.correlation_id)
+
+
+def test_route_decides_like_the_cli_cycle_low_urgency_in_a_closed_window_is_reported():
+    """The same drift and policy give the same status from both drivers."""
+    import dataclasses
+
+    from reconciler.core.model import Drift
+    from reconciler.core.policy import Window
+    from reconciler.pipeline import Step
+    from tests.builders import node, want
+    from tests.loop_support import Rig
+
+    closed = Window(days=(), start_hour=0, end_hour=1)  # never open
+    step = Step.open("sim", f"route-{uuid.uuid4().hex[:8]}")
+    policy = step.policy.model_copy(update={"windows": (closed,), "auto_apply": ("high",)})
+    step.target = dataclasses.replace(
+        step.target, config=step.target.config.model_copy(update={"policy": policy}))
+    low = Drift(urgency="low", magnitude=1, fraction=0.1, drifted=1, total=10)
+    high = low.model_copy(update={"urgency": "high", "magnitude": 3})
+    assert step.route(low.model_dump(mode="json"))["reason"] == "reported"
+    assert step.route(high.model_dump(mode="json"))["reason"] == "window_closed"
+    rig = Rig.make()
+    rig.provider.put("sim.Node", "n1", node(labels={"x": "y"}))  # a cosmetic (low) change
+    cli = rig.cycle([want("sim.Node/n1", node())], policy)
+    assert cli.outcome.initial_drift.urgency == "low" and cli.outcome.status == "reported"
