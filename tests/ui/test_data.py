@@ -96,3 +96,30 @@ def test_the_chart_escapes_what_it_shows():
                         "final_magnitude": 1}])
     assert "<b>" not in svg and "&lt;b&gt;" in svg and svg.startswith("<svg")
     assert "No cycles" in drift_chart([])
+
+
+def test_each_action_shows_one_state_now_pending_done_failed_or_rolled_back():
+    from reconciler.core.model import ActionResult, ResourceKey
+
+    def row(aid: str, state: str, attempts: int = 1, rollback: bool = False) -> dict:
+        kind, _, name = aid.partition(":")[2].removesuffix("#undo").partition("/")
+        result = ActionResult(action_id=aid, key=ResourceKey(kind=kind, name=name),
+                              type="create", state=state, attempts=attempts, rollback=rollback)
+        return {"payload": result.model_dump(mode="json")}
+
+    def planned(*ids: str) -> dict:
+        return {"payload": {"waves": [{"index": 0, "actions": [
+            {"id": i, "type": "create", "target": {"kind": "sim.Node", "name": i[-1]}}
+            for i in ids]}]}}
+
+    rows = [row("create:sim.Node/a", "failed"), row("create:sim.Node/a", "succeeded", 2),
+            row("create:sim.Node/b", "succeeded"), row("create:sim.Node/c", "failed"),
+            row("create:sim.Node/b#undo", "succeeded", rollback=True)]
+    ids = ("create:sim.Node/a", "create:sim.Node/b", "create:sim.Node/c", "create:sim.Node/d")
+    states = {(v["action_id"], v["state"], v["attempts"])
+              for v in data.action_states(rows, [planned(*ids)])}
+    assert states == {("create:sim.Node/a", "succeeded", 2),  # a retry fixed it: one line
+                      ("create:sim.Node/b", "rolled_back", 1),
+                      ("create:sim.Node/c", "failed", 1),
+                      ("create:sim.Node/d", "pending", 0),
+                      ("create:sim.Node/b#undo", "succeeded", 1)}
