@@ -7,24 +7,27 @@ re-run: a retried step converges to the same state with no duplicate action.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.actuation import (
+    ActuationSteps,
+    BatchFailed,
+    BatchRefused,
+    batches_for,
+    final_results,
+)
 from reconciler.artifacts import ArtifactStore, open_artifacts
 from reconciler.config import reconciler_home
 from reconciler.core import breaker as brk
-from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
 from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
 from reconciler.core.errors import PlanRejected
 from reconciler.core.gate import GateVerdict
-from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.inflight import settled_creates
 from reconciler.core.model import (
     ActionResult,
-    Approval,
     DesiredState,
     Diff,
     Drift,
@@ -40,16 +43,15 @@ from reconciler.core.ports import EventSink
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
 from reconciler.metrics import Metrics
 from reconciler.outcomes import CycleFacts, cycle_status, last
-from reconciler.runtime import FanOutSink, SystemClock, Target, load_target
-from reconciler.sinks import AuditSink, default_sink
+from reconciler.runtime import SystemClock, Target, load_target
+from reconciler.sinks import default_sink
 
 __all__ = ["Step", "CycleFacts", "BatchFailed", "BatchRefused", "batches_for", "cycle_status"]
 
-MAX_MAPPED = 1000  # stays under Airflow's max_map_length (1024)
 
 
 @dataclass
-class Step:
+class Step(ActuationSteps):
     """The steps of one cycle of one target (one Airflow run = one correlation id)."""
 
     target: Target
@@ -266,107 +268,6 @@ class Step:
             return None
         return found
 
-    def approve(self, plan_hash: str, actor: str, surface: str = "airflow") -> None:
-        """Record a human's approval of this exact plan: the guard lets it run, nothing else."""
-        self.target.store.record_approval(Approval(target=self.name, plan_hash=plan_hash,
-                                                   actor=actor, surface=surface,
-                                                   at=SystemClock().now()))
-
-    def abort(self, plan_hash: str, reason: str) -> None:
-        """Tell the pass's waiting batches to stand down (see wave_status)."""
-        self.artifacts.put(self._abort_name(plan_hash), {"reason": reason})
-
-    def load_plan(self, ref: str) -> Plan:
-        return Plan.model_validate(self.artifacts.get(ref))
-
-    # -- actuate ----------------------------------------------------------------------------
-
-    def actuate(self, batch: dict[str, Any]) -> dict[str, int]:
-        """Run one batch of one wave; record every result; fail loudly if an action failed."""
-        plan = self.load_plan(batch["plan_ref"])
-        wave = plan.waves[batch["wave"]]
-        actions = wave.actions[batch["start"]:batch["end"]]
-        sliced = wave.model_copy(update={"actions": actions})
-        one_wave = plan.model_copy(update={"waves": (sliced,)})
-        actuator = self._actuator(self._guard(plan, batch))
-        result = actuator.run(one_wave)  # each result is recorded as its action ends
-        counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
-        where = f"wave {wave.index + 1} batch {batch['batch']}"
-        refused = [r.error for r in result.results if (r.error or "").startswith("refused:")]
-        if refused:
-            raise BatchRefused([f"{where}: {refused[0]}"])
-        if result.error:
-            raise BatchFailed(f"{where}: {result.error}")
-        return counts
-
-    def _guard(self, plan: Plan, mandate: dict[str, Any]) -> ActuationGuard:
-        """The guard for this plan under the mandate a batch (or the rollback) was given."""
-        deadline = mandate.get("deadline_at")
-        when = datetime.fromisoformat(deadline) if deadline else SystemClock().now()
-        return ActuationGuard(self.target.store, SystemClock(), self.name, plan, Mandate(
-            holder=self.correlation_id, fence=int(mandate.get("fence") or -1),
-            plan_hash=str(mandate.get("hash") or ""), deadline_at=when,
-            rollback_grace_s=self.policy.rollback_grace_seconds))
-
-    def wave_status(self, plan_ref: str, wave: int) -> str:
-        """``ready`` when every action of the earlier waves succeeded, ``abort`` once the pass
-        is rolling back, else ``wait``. Batches of one wave run in parallel; waves in order."""
-        plan = self.load_plan(plan_ref)
-        if self._aborted(plan.hash):
-            return "abort"
-        earlier = {a.id for w in plan.waves[:wave] for a in w.actions}
-        if not earlier:
-            return "ready"
-        rows = self.target.store.audit_rows(target=self.name, kind="action",
-                                            correlation_id=self.correlation_id, limit=100_000)
-        done = {r["payload"]["action_id"] for r in rows
-                if r["payload"]["state"] == "succeeded" and not r["payload"].get("rollback")}
-        return "ready" if earlier <= done else "wait"
-
-    def _abort_name(self, plan_hash: str) -> str:
-        return f"{self.correlation_id}/abort-{plan_hash}.json"
-
-    def _aborted(self, plan_hash: str) -> bool:
-        try:
-            self.artifacts.get(self.artifacts.ref(self._abort_name(plan_hash)))
-        except Exception:  # no marker (a missing file or S3 key)
-            return False
-        return True
-
-    def rollback(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Undo the failed wave's completed reversible actions, newest first (all batches),
-        after telling the batches still waiting for their wave to stand down. ``summary`` is
-        the failed pass's plan summary (its ref and the mandate its batches ran under)."""
-        plan = self.load_plan(summary["plan_ref"])
-        self.abort(plan.hash, "a batch failed")
-        rows = self.target.store.audit_rows(target=self.name, kind="action",
-                                            correlation_id=self.correlation_id, limit=100_000)
-        final = _final_results(rows, {a.id for a in plan.actions})
-        failed_waves = sorted({r["wave"] for r in final.values() if r["state"] == "failed"})
-        if not failed_waves:  # a failed attempt that a retry then fixed is no failure
-            return {"rolled_back": 0, "wave": None}
-        wave = plan.waves[failed_waves[0]]
-        done = {aid: r["finished_at"] for aid, r in final.items()
-                if r["state"] == "succeeded" and r["wave"] == wave.index}
-        newest_first = sorted((a for a in wave.actions if a.id in done),
-                              key=lambda a: done[a.id], reverse=True)
-        undo = self._actuator(self._guard(plan, summary)).rollback_actions(
-            wave.index, newest_first, "a batch of this wave failed")
-        return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
-                "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
-
-    def _actuator(self, guard: ActuationGuard) -> Actuator:
-        """One batch's executor. Under Airflow the pool's slots (max_parallel) are the
-        concurrency limit, so a batch applies its actions one at a time; a failed wave is
-        undone by the pass's rollback task, across batches, not inside one."""
-        policy = self.policy.model_copy(update={"on_failure": "continue", "max_parallel": 1})
-        # action events also go to the audit trail (Step.emit audits the cycle-level ones)
-        events = FanOutSink([self.events, AuditSink(self.target.store, actor="airflow")])
-        return Actuator(applier=self.target.provider, policy=policy, events=events,
-                        clock=SystemClock(), target=self.name,
-                        correlation_id=self.correlation_id, ledger=self.target.store,
-                        guard=guard, results_log=self.target.store)
-
     # -- verify / continue ------------------------------------------------------------------
 
     def verify(self, pass_no: int, within_since: float | None, now: float) -> dict[str, Any]:
@@ -400,7 +301,7 @@ class Step:
         rows = store.audit_rows(target=self.name, kind="action",
                                 correlation_id=self.correlation_id, limit=100_000)
         # each action's last result: an attempt an Airflow retry then fixed is not a failure
-        forward = list(_final_results(rows).values())
+        forward = list(final_results(rows).values())
         final = last(facts.verifies) or {}
         facts.note = facts.note or self._note()
         status, error = cycle_status(facts, forward)
@@ -457,41 +358,7 @@ class Step:
         self.target.store.record_event(event, actor="airflow")
 
 
-def _final_results(rows: list[dict[str, Any]],
-                   ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Each forward action's last recorded result (rows come newest first)."""
-    final: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        result = row["payload"]
-        if not result.get("rollback") and (ids is None or result["action_id"] in ids):
-            final.setdefault(result["action_id"], result)
-    return final
-
-
 def _only_conflicts(counts: dict[str, int]) -> int:
     """How many conflicts are left when nothing else is (0 otherwise): a blocked cycle."""
     rest = sum(counts.get(k, 0) for k in ("add", "modify", "delete", "in_flight"))
     return 0 if rest else counts.get("conflicts", 0)
-
-
-class BatchFailed(Exception):
-    """A batch had a failed action (after its own retries): let the orchestrator retry it."""
-
-
-class BatchRefused(PlanRejected):
-    """The actuation guard refused a batch (no lease, no approval, deadline): no retry helps."""
-
-
-def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:
-    """Cut every wave into batches, in wave order; a batch references a slice of the plan
-    artifact, so a 10,000-action plan is a few hundred small XCom entries (<= MAX_MAPPED)."""
-    total = sum(len(w.actions) for w in plan.waves)
-    size = max(batch_size, math.ceil(total / max(1, MAX_MAPPED - len(plan.waves))))
-    out = []
-    for wave in plan.waves:
-        n = len(wave.actions)
-        out += [{"plan_ref": ref, "hash": plan.hash, "wave": wave.index, "batch": b,
-                 "start": start, "end": min(n, start + size),
-                 "label": f"wave {wave.index + 1} batch {b + 1}"}
-                for b, start in enumerate(range(0, n, size))]
-    return out
