@@ -77,10 +77,12 @@ class ActuationSteps:
         """The guard for this plan under the mandate a batch (or the rollback) was given."""
         deadline = mandate.get("deadline_at")
         when = datetime.fromisoformat(deadline) if deadline else SystemClock().now()
+        provider = self.target.provider
         return ActuationGuard(self.target.store, SystemClock(), self.name, plan, Mandate(
             holder=self.correlation_id, fence=int(mandate.get("fence") or -1),
             plan_hash=str(mandate.get("hash") or ""), deadline_at=when,
-            rollback_grace_s=self.policy.rollback_grace_seconds))
+            rollback_grace_s=self.policy.rollback_grace_seconds),
+            provider if hasattr(provider, "read") else None)
 
     def wave_status(self, plan_ref: str, wave: int) -> str:
         """``ready`` when every action of the earlier waves succeeded, ``abort`` once the pass

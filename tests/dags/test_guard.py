@@ -101,3 +101,27 @@ def test_past_the_cycle_deadline_nothing_new_starts():
     assert "deadline" in detail["reason"] and detail["plan_hash"] == result["summary"]["hash"]
     json.dumps(detail)  # audited as plain JSON
     step.target.store.release_lease(step.name, step.correlation_id)
+
+
+def test_a_batch_that_waited_refuses_an_update_someone_made_stale():
+    """Planned: node-a1 from c5.large back to its desired m5.large. Before the batch runs,
+    someone sets a third type by hand: the update is refused (stale plan), their change kept."""
+    from reconciler.pipeline import BatchRefused, Step
+
+    sim = support.seed("sim")
+    spec = dict(sim.get("sim.Node", "node-a1").spec)
+    drifted = sim.get("sim.Node", "node-a1")
+    sim.put("sim.Node", "node-a1", {**spec, "instance_type": "c5.large"},
+            protected=drifted.protected)  # drift: the plan sets it back to m5.large
+    step = Step.open("sim", f"guard-{uuid.uuid4().hex[:8]}")
+    result = step.plan(step.sense("sense")["ref"], 1)
+    sim.put("sim.Node", "node-a1", {**spec, "instance_type": "c5.9xlarge"},
+            protected=drifted.protected)  # meanwhile, by hand
+    batch = next(b for b in result["batches"]
+                 if any(a["id"] == "update:sim.Node/node-a1" for w in
+                        step.load_plan(b["plan_ref"]).model_dump()["waves"]
+                        for a in w["actions"][b["start"]:b["end"]]))
+    with pytest.raises(BatchRefused, match="stale plan.*instance_type changed"):
+        step.actuate(batch)
+    assert sim.get("sim.Node", "node-a1").spec["instance_type"] == "c5.9xlarge"
+    step.target.store.release_lease(step.name, step.correlation_id)

@@ -11,7 +11,9 @@ store, not against what an earlier task said:
 - a plan that needs approval has an approval record in the store for that exact hash, not
   spent by another cycle (the first cycle to act on an approval spends it);
 - the cycle's deadline has not passed (rollback gets ``rollback_grace_s`` more, so a failed
-  wave is still undone).
+  wave is still undone);
+- an update's fields still hold what the plan saw, on a fresh read of its resource
+  (core.fresh), when the provider can read one resource (``Reader``).
 
 Every refusal raises :class:`Refused` (a permanent error: the action fails, nothing is sent)
 and is recorded as an ``action_refused`` event in the audit trail.
@@ -23,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.core.errors import PermanentError
+from reconciler.core.fresh import changed_since_plan
 from reconciler.core.model import Action, Approval, Event, Plan
 from reconciler.core.planhash import recompute_hash
-from reconciler.core.ports import Clock, GuardStore
+from reconciler.core.ports import Clock, GuardStore, Reader
 
 __all__ = ["Approval", "Mandate", "ActuationGuard", "Refused"]
 
@@ -49,8 +52,9 @@ class ActuationGuard:
     """Checks a :class:`Mandate` for one plan before each provider call (see module doc)."""
 
     def __init__(self, store: GuardStore, clock: Clock, target: str, plan: Plan,
-                 mandate: Mandate) -> None:
+                 mandate: Mandate, reader: Reader | None = None) -> None:
         self.store, self.clock, self.target, self.mandate = store, clock, target, mandate
+        self.reader = reader
         self._plan_problem = _plan_problem(plan, mandate)
         self._needs_approval = plan.validation.needs_approval
 
@@ -80,7 +84,17 @@ class ActuationGuard:
         grace = m.rollback_grace_s if action.id.endswith("#undo") else 0.0
         if self.clock.now() >= m.deadline_at + timedelta(seconds=grace):
             return f"the cycle deadline passed at {m.deadline_at:%F %T} UTC"
-        return None
+        return self._stale(action)
+
+    def _stale(self, action: Action) -> str | None:
+        if self.reader is None or action.type != "update":
+            return None
+        try:
+            fresh = self.reader.read(action)
+        except LookupError:
+            return None  # this kind cannot be read one by one: its provider's apply checks
+        stale = changed_since_plan(action, fresh)
+        return None if stale is None else f"stale plan: {stale}"
 
 
 def _plan_problem(plan: Plan, mandate: Mandate) -> str | None:

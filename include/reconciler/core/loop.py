@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
@@ -30,7 +31,7 @@ from reconciler.core.model import (
 from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, make_plan, only_conflicts
 from reconciler.core.policy import Policy
-from reconciler.core.ports import Clock, EventSink, Provider, SnapshotGate, Store
+from reconciler.core.ports import Clock, EventSink, Provider, Reader, SnapshotGate, Store
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
 
 __all__ = ["CycleRequest", "CycleDeps", "CycleReport", "run_cycle", "summary"]
@@ -281,7 +282,10 @@ class _Cycle:
         mandate = Mandate(holder=self.req.correlation_id, fence=self.fence, plan_hash=plan.hash,
                           deadline_at=deadline_at,
                           rollback_grace_s=self.req.policy.rollback_grace_seconds)
-        return ActuationGuard(self.deps.store, self.clock, self.req.target, plan, mandate)
+        # a provider that can read one resource gets each update checked on a fresh read
+        reader = cast(Reader, self.deps.provider) if hasattr(self.deps.provider, "read") else None
+        return ActuationGuard(self.deps.store, self.clock, self.req.target, plan, mandate,
+                              reader)
 
     def _past_deadline(self) -> bool:
         return self.clock.monotonic() >= self.deadline

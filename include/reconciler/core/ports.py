@@ -15,6 +15,7 @@ from reconciler.core.model import (
     DesiredState,
     Event,
     Observation,
+    ObservedResource,
     OperationResult,
     Outcome,
     PendingCreate,
@@ -27,6 +28,7 @@ __all__ = [
     "Clock",
     "Observer",
     "Applier",
+    "Reader",
     "Provider",
     "EventSink",
     "SnapshotGate",
@@ -61,6 +63,14 @@ class Applier(Protocol):
         """Read, compare, then create/update/delete; 'already gone' is success.
 
         Raises TemporaryError (retry) or PermanentError (stop).
+        """
+        ...
+
+
+class Reader(Protocol):
+    def read(self, action: Action) -> ObservedResource | None:
+        """The resource ``action`` is about, as it is now (None: absent). Raises LookupError
+        when its kind cannot be read one by one, TemporaryError when a read should be retried.
         """
         ...
 

@@ -245,6 +245,10 @@ class SimulatedProvider:
     def delete(self, kind: str, name: str) -> bool:
         return self.table.delete(kind, name)
 
+    def read(self, action: Action) -> ObservedResource | None:
+        """The resource as it is now (the actuation guard's fresh read)."""
+        return self.get(action.target.kind, action.target.name)
+
     def get(self, kind: str, name: str) -> ObservedResource | None:
         found = self.table.select(kind, name)
         return found[0] if found else None

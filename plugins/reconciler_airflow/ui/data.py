@@ -194,7 +194,8 @@ def action_states(rows: list[dict[str, Any]],
             last[aid] = {**last[aid], "state": "rolled_back"}
     pending = [{"action_id": a["id"], "key": f"{a['target']['kind']}/{a['target']['name']}",
                 "type": a["type"], "state": "pending", "wave": w["index"], "rollback": False,
-                "attempts": 0, "outcome": None, "error": None, "duration_s": None} for plan in plans[-1:] for w in plan["payload"].get("waves", ())
+                "attempts": 0, "outcome": None, "error": None, "duration_s": None}
+               for plan in plans[-1:] for w in plan["payload"].get("waves", ())
                for a in w["actions"] if a["id"] not in last]
     return sorted([*last.values(), *pending], key=lambda v: (v["wave"] or 0, v["action_id"])) \
         + undo

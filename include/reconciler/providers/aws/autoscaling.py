@@ -6,7 +6,7 @@ from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
-from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.kinds.aws import AutoScalingGroupSpec, LaunchTemplateRef
 from reconciler.providers.aws.base import (
     KindHandler,
@@ -115,6 +115,14 @@ class AutoScalingGroups(KindHandler):
             return self._create(action, spec)
         adopt = check_owned(self.ctx, action, ownership_of(tag_dict(group.get("Tags"))))
         return self._converge(action, group, spec, adopt)
+
+    def read(self, action: Action) -> ObservedResource | None:
+        group = self._get(action.target.name)
+        if group is None:
+            return None
+        owner = ownership_of(tag_dict(group.get("Tags")))
+        return observed(KIND, action.target.name, _spec(group), owner,
+                        owner.owned_by(self.ctx.target), group.get("AutoScalingGroupARN"))
 
     def _get(self, name: str) -> dict[str, Any] | None:
         found = self.call("autoscaling", "describe_auto_scaling_groups",

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
-from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.kinds.aws import Ec2InstanceSpec
 from reconciler.providers.aws.base import (
     KindHandler,
@@ -110,6 +110,15 @@ class Ec2Instances(KindHandler):
                 return "created"
             return outcome
         return self._create(action, spec)
+
+    def read(self, action: Action) -> ObservedResource | None:
+        found = self.find(action.target.name)
+        if not found:
+            return None
+        tags = tag_dict(found[0].get("Tags"))
+        owner = ownership_of(tags)
+        return observed(KIND, action.target.name, self._spec(found[0], tags), owner,
+                        owner.owned_by(self.ctx.target), found[0]["InstanceId"])
 
     def find(self, name: str, *, owned_only: bool = False) -> list[dict[str, Any]]:
         """Live instances tagged with this name (ours first, then unowned), oldest first."""

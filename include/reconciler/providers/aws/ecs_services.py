@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
-from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.kinds.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.providers.aws.base import (
     KindContext,
@@ -157,6 +157,17 @@ class EcsServices(KindHandler):
             return self._create(action, spec)
         adopt = check_owned(self.ctx, action, ownership_of(tag_dict(service.get("tags"))))
         return self._converge(action, service, spec, adopt)
+
+    def read(self, action: Action) -> ObservedResource | None:
+        cluster = (action.params.get("spec") or {}).get("cluster")
+        if not cluster:
+            raise LookupError(f"{action.target}: no cluster to look in")
+        service = self._get(str(cluster), action.target.name)
+        if service is None:
+            return None
+        owner = ownership_of(tag_dict(service.get("tags")))
+        return observed(SERVICE_KIND, action.target.name, self._spec(service), owner,
+                        owner.owned_by(self.ctx.target), service.get("serviceArn"))
 
     def _get(self, cluster: str, name: str) -> dict[str, Any] | None:
         try:

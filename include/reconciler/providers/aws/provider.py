@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.core.model import Action, Observation, OperationResult
+from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.providers.aws.autoscaling import AutoScalingGroups
 from reconciler.providers.aws.base import KindContext
 from reconciler.providers.aws.calls import AwsStats, Caller
@@ -92,6 +92,15 @@ class AwsProvider:
         if handler is None:
             raise PermanentError(f"{action.target}: kind not served by the aws provider")
         return handler.apply(action)
+
+    def read(self, action: Action) -> ObservedResource | None:
+        """One resource as it is now (the actuation guard's fresh read of an update)."""
+        handler = self._kinds.get(action.target.kind)
+        read = getattr(handler, "read", None)
+        if read is None:
+            raise LookupError(f"{action.target.kind} is not read one by one")
+        found: ObservedResource | None = read(action)
+        return found
 
     def client(self, service: str) -> Any:
         """A boto3 client with this target's session and endpoint (for tools and tests)."""
