@@ -282,3 +282,19 @@ def test_a_desired_name_held_by_an_unowned_resource_is_blocked_not_a_failure():
         assert rig.cycle(FLEET, policy).outcome.status == "blocked"
     assert rig.store.load_breaker("t").state == "closed"  # never counted as a failed cycle
     assert not first.outcome.counts_as_failure
+
+
+def test_a_cli_cycle_audits_its_action_events_and_who_approved_which_plan():
+    rig = seeded()
+    rig.provider.put("sim.Node", "stray-1", node())
+    rig.provider.put("sim.Node", "stray-2", node())
+    policy = FAST.model_copy(update={"max_delete_fraction": 0.1})
+    asked = rig.cycle(FLEET, policy, manual=True, actor="cli:alice")
+    assert asked.outcome.status == "needs_approval"
+    plan_hash = asked.plans[-1].hash
+    done = rig.cycle(FLEET, policy, manual=True, actor="cli:alice", approve=plan_hash)
+    assert done.outcome.status == "converged", done.outcome.error
+    [approval] = [o for o in rig.store.operator if o["what"] == "plan_approved"]
+    assert approval["actor"] == "cli:alice" and approval["detail"]["plan_hash"] == plan_hash
+    audited = [e.type for e in rig.store.events if e.correlation_id == "c-2"]
+    assert audited.count("action_started") == 2 and audited.count("action_completed") == 2

@@ -158,9 +158,7 @@ class _Cycle:
         if plan.validation.needs_approval and not approved:
             return "needs_approval", "; ".join(plan.validation.approval_reasons)
         if plan.validation.needs_approval:
-            self.deps.store.record_approval(Approval(
-                target=self.req.target, plan_hash=plan.hash, actor=self.req.actor,
-                surface="cli" if self.req.manual else "api", at=self.clock.now()))
+            self._approve(plan)
         if only_conflicts(plan):  # blocked, reported and left alone: not a failed cycle
             names = ", ".join(str(b.key) for b in plan.audit.blocked[:5])
             return "blocked", f"{len(plan.audit.blocked)} conflict(s): {names}"
@@ -168,6 +166,18 @@ class _Cycle:
             reasons = sorted({b.reason for b in plan.audit.blocked})
             return "failed", "drift remains but every change is blocked: " + "; ".join(reasons)
         return None
+
+    def _approve(self, plan: Plan) -> None:
+        """Record the caller's approval of this exact plan: in the approvals the guard checks,
+        and in the audit trail with who gave it (as an Airflow approval is)."""
+        surface = "cli" if self.req.manual else "api"
+        store = self.deps.store
+        store.record_approval(Approval(target=self.req.target, plan_hash=plan.hash,
+                                       actor=self.req.actor, surface=surface,
+                                       at=self.clock.now()))
+        store.record_operator(self.req.target, self.req.actor, "plan_approved",
+                              {"plan_hash": plan.hash, "surface": surface},
+                              self.req.correlation_id)
 
     def _settle(self, snap: Snapshot, drift: Drift, first: bool) -> tuple[CycleStatus, str | None]:
         """Converged only if it stays within tolerance for the settling period."""
@@ -267,8 +277,10 @@ class _Cycle:
         return plan
 
     def _actuate(self, plan: Plan) -> ActuationResult:
+        # action events go to the audit trail too, as they do under Airflow
+        events = _Audited(self.deps.events, self.deps.store, self.req.actor)
         actuator = Actuator(applier=self.deps.provider, policy=self.req.policy,
-                            events=self.deps.events, clock=self.clock, target=self.req.target,
+                            events=events, clock=self.clock, target=self.req.target,
                             correlation_id=self.req.correlation_id, rng=self.deps.rng,
                             deadline=self.deadline, ledger=self.deps.store,
                             guard=self._guard(plan), results_log=self.deps.store)
@@ -339,6 +351,19 @@ class _Cycle:
         self.deps.events.emit(event)
         if not self.req.dry_run:
             self.deps.store.record_event(event, actor=self.req.actor)
+
+
+@dataclass(frozen=True)
+class _Audited:
+    """An event sink that also writes each event to the store's audit trail."""
+
+    sink: EventSink
+    store: Store
+    actor: str
+
+    def emit(self, event: Event) -> None:
+        self.sink.emit(event)
+        self.store.record_event(event, actor=self.actor)
 
 
 def summary(report: CycleReport) -> dict[str, object]:
