@@ -43,6 +43,7 @@ TARGET_POLICIES = {
     "flaky": ", breaker_failures: 2",
     "broken": "",
     "demo": "",
+    "settle": ", settle_seconds: 3",
 }
 # targets whose DAG carries a DeadlineAlert (cycle_deadline_seconds after queueing)
 DEADLINE_TARGETS = {"demo"}

@@ -257,3 +257,37 @@ def test_a_run_that_finds_the_target_busy_says_busy(dagbag):
     assert outcome.status == "busy" and "lease" in (outcome.error or ""), outcome
     assert support.fleet("sim").get("sim.Node", "node-a2") is None
     assert store.load_breaker("sim").consecutive_failures == 0
+
+
+def test_with_a_settling_period_verify_waits_for_the_fix_to_hold(dagbag):
+    sim = support.seed("settle")
+    sim.delete("sim.Node", "node-a2")
+    t0 = time.monotonic()
+    dr, states = support.run(dagbag, "settle")
+    assert dr.state == "success", states
+    assert support.last_outcome("settle").status == "converged"
+    assert time.monotonic() - t0 >= 3  # verify poked until the fix held for settle_seconds
+
+
+def test_drift_that_comes_back_while_settling_is_not_called_converged(dagbag):
+    """Something undoes the fix while verify waits for it to hold: pass 1 does not settle, and
+    as the drift did not fall the cycle stops as a failed one (the breaker counts it)."""
+    sim = support.seed("settle")
+    sim.delete("sim.Node", "node-a2")
+    undo = threading.Thread(target=_delete_once_created, args=("settle", "node-a2"), daemon=True)
+    undo.start()
+    dr, states = support.run(dagbag, "settle")
+    undo.join(5)
+    outcome = support.last_outcome("settle")
+    assert outcome.status == "no_progress" and outcome.counts_as_failure, outcome
+    assert states["pass_1.verify"] == "success" and states["pass_2.plan"] == "skipped"
+
+
+def _delete_once_created(target: str, name: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if support.fleet(target).get("sim.Node", name) is not None:
+            time.sleep(0.5)  # inside the 3 s settling period
+            support.fleet(target).delete("sim.Node", name)
+            return
+        time.sleep(0.02)

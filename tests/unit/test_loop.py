@@ -167,6 +167,26 @@ def test_settling_period_is_waited_for_before_converged():
     assert report.outcome.status == "converged" and 30 in rig.clock.sleeps
 
 
+def test_drift_that_comes_back_inside_the_settling_period_is_not_converged():
+    """Another controller undoes the fix while we wait to see it hold: not converged."""
+    from reconciler.testing import FakeClock
+
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n1")
+
+    class Reverting(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if seconds == 30:
+                rig.provider.delete("sim.Node", "n1")
+
+    rig.clock = Reverting()
+    report = rig.cycle(FLEET, FAST.model_copy(update={"settle_seconds": 30}))
+    assert report.outcome.status == "failed", report.outcome
+    assert "came back within the settling period" in (report.outcome.error or "")
+    assert report.outcome.counts_as_failure
+
+
 def test_deadline_bounds_the_cycle():
     rig = seeded(Faults(latency_s=2.0))
     rig.provider.delete("sim.Node", "n1")
