@@ -93,9 +93,13 @@ def schedule_for(target: str, schedule: str | None) -> tuple[Any, datetime]:
 
 def _default_args(cfg: TargetConfig) -> dict[str, Any]:
     a = cfg.airflow
+    # no task may outlive the cycle (plus the rollback's grace): each is bounded by it
+    bound = timedelta(seconds=cfg.policy.cycle_deadline_seconds
+                      + cfg.policy.rollback_grace_seconds)
     return {"owner": "reconciler", "retries": a.retries,
             "retry_delay": timedelta(seconds=a.retry_delay_seconds),
-            "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=5)}
+            "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=5),
+            "execution_timeout": bound}
 
 
 def _params() -> dict[str, Param]:
@@ -132,13 +136,22 @@ def _deadline(cfg: TargetConfig) -> DeadlineAlert | None:
                                        "deadline_s": seconds}))
 
 
+def run_bound(cfg: TargetConfig) -> timedelta:
+    """The run's hard bound: the cycle deadline, the rollback's grace, and room for ``record``
+    (every task is bounded by the deadline already, and verify ends at it; this is the
+    backstop that keeps a stuck run from holding ``max_active_runs`` forever)."""
+    p = cfg.policy
+    return timedelta(seconds=p.cycle_deadline_seconds + p.rollback_grace_seconds + 300)
+
+
 def build_dag(cfg: TargetConfig) -> DAG:
     schedule, start = schedule_for(cfg.name, cfg.schedule)
     deadline = _deadline(cfg)
     with _DAG(
         dag_id=dag_id(cfg.name), schedule=schedule, start_date=start, catchup=False,
         max_active_runs=1, tags=["reconciler", *cfg.tags], default_args=_default_args(cfg),
-        doc_md=_doc(cfg), dagrun_timeout=None, **({"deadline": deadline} if deadline else {}),
+        doc_md=_doc(cfg), dagrun_timeout=run_bound(cfg),
+        **({"deadline": deadline} if deadline else {}),
     ) as dag:
         _wire(cfg)
     # Set after wiring: every task built while the DAG has params deep-copies them (a third

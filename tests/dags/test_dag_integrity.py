@@ -29,6 +29,22 @@ def test_every_dag_has_tags_retries_and_a_single_active_run(dagbag):
             assert t.retry_exponential_backoff, t.task_id
 
 
+def test_no_run_and_no_task_outlives_its_cycle(dagbag):
+    from datetime import timedelta
+
+    from reconciler.config import load_config
+    from tests.dags.conftest import TARGETS
+
+    for name, cfg in load_config(TARGETS).targets.items():
+        dag = dagbag.dags[f"reconcile__{name}"]
+        policy = cfg.policy
+        grace = policy.cycle_deadline_seconds + policy.rollback_grace_seconds
+        assert dag.dagrun_timeout == timedelta(seconds=grace + 300)
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, task.task_id
+            assert task.execution_timeout <= timedelta(seconds=grace), task.task_id
+
+
 def test_every_pool_a_task_names_is_known(dagbag):
     assert not [w for w in dagbag.dag_warnings if "pool" in str(w).lower()]
     pools = {t.pool for d in dagbag.dags.values() for t in d.tasks}
