@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+)
 
 from reconciler_airflow.triggers import WaveReadyTrigger
 
@@ -33,6 +37,12 @@ class ActuateOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, int]:
         step = self._step()
         status = step.wave_status(self.batch["plan_ref"], self.batch["wave"])
+        if status == "wait" and _in_process_test():
+            # dag.test() / `airflow dags test` run tasks one at a time in this process and a
+            # deferral's trigger inline: a batch deferred there for an earlier wave would block
+            # the very task it waits for. Reschedule instead, so the earlier wave runs first.
+            raise AirflowRescheduleException(
+                reschedule_date=datetime.now(UTC) + timedelta(seconds=1))
         if status == "wait":
             self.defer(
                 trigger=WaveReadyTrigger(self.target, step.correlation_id, self.batch["plan_ref"],
@@ -64,6 +74,16 @@ class ActuateOperator(BaseOperator):
         from reconciler.pipeline import Step
 
         return Step.open(target, cid)
+
+
+def _in_process_test() -> bool:
+    """Whether tasks run in-process, one at a time (dag.test(), ``airflow dags test``)."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    except ImportError:  # another Airflow layout: a real supervisor, defer as usual
+        return False
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
 
 
 class PlanApproval(ApprovalOperator):

@@ -291,3 +291,16 @@ def _delete_once_created(target: str, name: str, timeout_s: float = 60) -> None:
             support.fleet(target).delete("sim.Node", name)
             return
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_later_wave_waits_for_an_earlier_one_under_dag_test_too(dagbag, attempt):
+    """dag.test() runs mapped batches in no fixed order, one at a time, with a deferral's
+    trigger inline: a wave-2 batch that went first must let wave 1 run, not block it."""
+    sim = support.seed("sim")
+    sim.delete("sim.Workload", "payments")  # wave 1
+    sim.delete("sim.Workload", "checkout")  # wave 2: depends on payments
+    dr, states = support.run(dagbag, "sim")
+    assert dr.state == "success", states
+    assert states["pass_1.actuate[0]"] == states["pass_1.actuate[1]"] == "success", states
+    assert support.last_outcome("sim").status == "converged"
