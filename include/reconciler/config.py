@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from reconciler.core.errors import InvalidConfig, SourceLocation
 from reconciler.core.policy import Policy
 from reconciler.desired.yamlread import FieldPath, YamlDoc, dotted, read_yaml, validation_problems
+from reconciler.outgoing import expand_allowed
 
 __all__ = [
     "ProviderConfig",
@@ -31,7 +32,6 @@ __all__ = [
 TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,49}")
 _INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly"})
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # (label, what croniter accepts in the field besides * , - / and the L # ? extensions)
 _CRON_FIELDS: tuple[tuple[str, str], ...] = (
     ("minute", "0-59"),
@@ -44,6 +44,7 @@ _NUMERIC_RANGE = re.compile(r"(?<![\d/])(\d+)-(\d+)")
 
 _Problem = tuple[str | None, SourceLocation, str]  # (target name or None for the file, where, what)
 _Tag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+_EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 
 
 class ProviderConfig(BaseModel):
@@ -89,6 +90,8 @@ class TargetConfig(BaseModel):
     tags: tuple[_Tag, ...] = ()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())
     airflow: AirflowOptions = Field(default_factory=lambda: AirflowOptions())
+    # environment variables besides RECONCILER_* that may expand into this target's config
+    env: tuple[_EnvName, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -288,32 +291,30 @@ def _expand_target(
     """Expand ``${VAR}`` in provider options and artifacts; report variables that are not set."""
     problems: list[tuple[FieldPath, str]] = []
     out = {k: v for k, v in raw.items() if k != "name"}
+    listed = raw.get("env")
+    names = tuple(str(n) for n in listed) if isinstance(listed, list) else ()
     provider = raw.get("provider")
     if isinstance(provider, dict) and "options" in provider:
-        options = _expand(provider["options"], ("provider", "options"), env, problems)
+        options = _expand(provider["options"], ("provider", "options"), env, problems, names)
         out["provider"] = {**provider, "options": options}
     if "artifacts" in raw:
-        out["artifacts"] = _expand(raw["artifacts"], ("artifacts",), env, problems)
+        out["artifacts"] = _expand(raw["artifacts"], ("artifacts",), env, problems, names)
     return out, problems
 
 
 def _expand(
-    value: Any, path: FieldPath, env: Mapping[str, str], problems: list[tuple[FieldPath, str]]
+    value: Any, path: FieldPath, env: Mapping[str, str], problems: list[tuple[FieldPath, str]],
+    names: tuple[str, ...] = (),
 ) -> Any:
+    """``${VAR}`` of ``RECONCILER_*`` and the target's ``env`` names only (reconciler.outgoing):
+    a config value must never pull any other secret of the process into a URL or a path."""
     if isinstance(value, dict):
-        return {k: _expand(v, (*path, str(k)), env, problems) for k, v in value.items()}
+        return {k: _expand(v, (*path, str(k)), env, problems, names) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, (*path, i), env, problems) for i, v in enumerate(value)]
+        return [_expand(v, (*path, i), env, problems, names) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
-
-    def substitute(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if var == "RECONCILER_HOME":
-            return str(reconciler_home(env))
-        if var not in env:
-            problems.append((path, f"environment variable {var} is not set"))
-            return match.group(0)
-        return env[var]
-
-    return _VAR.sub(substitute, value)
+    home = {"RECONCILER_HOME": str(reconciler_home(env))}
+    expanded, found = expand_allowed(value, {**env, **home}, names)
+    problems.extend((path, message) for message in found)
+    return expanded

@@ -12,12 +12,12 @@ import logging
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 
 from reconciler.core.model import Event
 from reconciler.core.ports import EventSink, Store
 from reconciler.metrics import Metrics, MetricsSink
+from reconciler.outgoing import post, shown
 from reconciler.runtime import FanOutSink, LogSink
 
 __all__ = ["WebhookSink", "AuditSink", "default_sink", "WEBHOOK_ENV"]
@@ -60,10 +60,7 @@ class WebhookSink:
                 self._failures, self.sent = 0, self.sent + 1
 
     def _post(self, body: bytes) -> None:
-        req = urllib.request.Request(self.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-            resp.read(1024)
+        post(self.url, body, self.timeout_s)  # https (http to loopback), same-host redirects
 
     def _failed(self, exc: Exception) -> None:
         with self._lock:
@@ -71,8 +68,9 @@ class WebhookSink:
             if self._failures >= self.max_failures:
                 self._paused_until = self._clock() + self.pause_s
                 self._failures = 0
-                log.warning("events webhook failed %d times in a row (%s); pausing it %.0fs",
-                            self.max_failures, exc, self.pause_s)
+                log.warning("events webhook %s failed %d times in a row (%s); pausing it %.0fs",
+                            shown(self.url), self.max_failures, type(exc).__name__,
+                            self.pause_s)
 
 
 class AuditSink:

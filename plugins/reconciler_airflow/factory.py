@@ -133,7 +133,7 @@ def _deadline(cfg: TargetConfig) -> DeadlineAlert | None:
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(seconds=seconds),
         callback=AsyncCallback("reconciler_airflow.alerts.deadline_missed",
                                kwargs={"target": cfg.name, "webhook": cfg.alerts.webhook,
-                                       "deadline_s": seconds}))
+                                       "deadline_s": seconds, "env": list(cfg.env)}))
 
 
 def run_bound(cfg: TargetConfig) -> timedelta:

@@ -111,9 +111,9 @@ def report(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
 def page(target: str, compared: dict[str, Any]) -> int:
     from reconciler_airflow.alerts import page_critical
 
-    alerts = _step(target).target.config.alerts
-    return page_critical(target, correlation_id(target), compared, alerts.webhook,
-                         alerts.smtp_to)
+    config = _step(target).target.config
+    return page_critical(target, correlation_id(target), compared, config.alerts.webhook,
+                         config.alerts.smtp_to, config.env)
 
 
 def _keep_going(target: str, pass_no: int) -> dict[str, Any]:

@@ -102,10 +102,21 @@ def test_reconciler_home_defaults_to_a_dot_folder_in_the_working_directory(
     assert reconciler_home() == Path("/elsewhere")
 
 
-def test_other_variables_expand_from_the_environment(tmp_path: Path) -> None:
+def test_other_variables_expand_only_when_the_target_lists_them(tmp_path: Path) -> None:
     text = GOOD + "    artifacts: s3://${BUCKET}/artifacts/\n"
-    config = load_config(write(tmp_path, text), env={"BUCKET": "fleet", **ENV})
+    with pytest.raises(InvalidConfig, match=r"artifacts: \$\{BUCKET\} may not be expanded"):
+        load_config(write(tmp_path, text), env={"BUCKET": "fleet", **ENV})
+    listed = text + "    env: [BUCKET]\n"
+    config = load_config(write(tmp_path, listed), env={"BUCKET": "fleet", **ENV})
     assert config.targets["good"].artifacts == "s3://fleet/artifacts/"
+
+
+def test_a_secret_of_the_process_never_expands_into_a_config_value(tmp_path: Path) -> None:
+    text = GOOD + "    artifacts: s3://x/${AIRFLOW__API_AUTH__JWT_SECRET}/\n"
+    env = {"AIRFLOW__API_AUTH__JWT_SECRET": "s3cr3t", **ENV}
+    with pytest.raises(InvalidConfig) as raised:
+        load_config(write(tmp_path, text), env=env)
+    assert "s3cr3t" not in str(raised.value) and "may not be expanded" in str(raised.value)
 
 
 def test_config_path_prefers_the_argument_then_the_environment(
