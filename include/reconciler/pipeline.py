@@ -1,8 +1,10 @@
-"""One cycle cut into resumable steps for an orchestrator: JSON in, JSON out, state in the store.
+"""The Airflow driver of the one cycle (``core.cycle``): each step is what one task runs,
+loading the cycle's state by correlation id and saving what it learnt (the DAG only wires them).
 
-Each step is what one Airflow task runs (the DAG only wires them). Steps re-observe rather than
-trust what an earlier task saw (level-triggered), pass artifacts by reference, and are safe to
-re-run: a retried step converges to the same state with no duplicate action.
+Steps re-observe rather than trust what an earlier task saw (level-triggered), pass artifacts by
+reference, and are safe to re-run: a retried step converges to the same state with no duplicate
+action. Every decision (route, stops, status, outcome, what is recorded) is ``core.cycle``'s,
+the same the CLI's driver (``core.loop``) takes.
 """
 
 from __future__ import annotations
@@ -16,38 +18,38 @@ from reconciler.actuation import (
     BatchFailed,
     BatchRefused,
     batches_for,
-    final_results,
 )
 from reconciler.artifacts import ArtifactStore, open_artifacts
 from reconciler.config import reconciler_home
 from reconciler.core import breaker as brk
 from reconciler.core.compare import compare
-from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
+from reconciler.core.convergence import judge_pass, within_tolerance
+from reconciler.core.cycle import (
+    CycleState,
+    Route,
+    Stop,
+    Verified,
+    approval_stop,
+    conclude,
+    decide_route,
+    drift_detail,
+    emit,
+    finish,
+    plan_stop,
+)
 from reconciler.core.errors import PlanRejected
 from reconciler.core.gate import GateVerdict
 from reconciler.core.inflight import settled_creates
-from reconciler.core.model import (
-    ActionResult,
-    DesiredState,
-    Diff,
-    Drift,
-    Event,
-    EventType,
-    Outcome,
-    Plan,
-    Snapshot,
-)
+from reconciler.core.model import DesiredState, Diff, Drift, EventType, Plan, Snapshot
 from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.ports import EventSink
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
 from reconciler.metrics import Metrics
-from reconciler.outcomes import CycleFacts, cycle_status, last
 from reconciler.runtime import SystemClock, Target, load_target
 from reconciler.sinks import default_sink
 
-__all__ = ["Step", "CycleFacts", "BatchFailed", "BatchRefused", "batches_for", "cycle_status"]
-
+__all__ = ["Step", "BatchFailed", "BatchRefused", "batches_for"]
 
 
 @dataclass
@@ -76,6 +78,59 @@ class Step(ActuationSteps):
     @property
     def policy(self) -> Any:
         return self.target.config.policy
+
+    # -- the cycle's state --------------------------------------------------------------------
+
+    def begin(self, *, started_at: datetime, dry_run: bool = False,
+              only_kinds: list[str] | None = None, trigger: str = "manual",
+              interval_start: datetime | None = None, actor: str = "airflow") -> CycleState:
+        """The cycle's state, created by its first step (a re-poke or retry finds it)."""
+        found = self.state(dry_run)
+        if found:
+            return found
+        state = CycleState(
+            target=self.name, correlation_id=self.correlation_id, started_at=started_at,
+            deadline_at=started_at + timedelta(seconds=self.policy.cycle_deadline_seconds),
+            dry_run=dry_run, actor=actor, trigger=trigger, interval_start=interval_start,
+            only_kinds=tuple(only_kinds) if only_kinds else None)
+        self.save(state)
+        return state
+
+    def state(self, dry_run: bool | None = None) -> CycleState | None:
+        """This cycle's state: in the store; a dry run's in its artifacts (it records nothing
+        that outlives it, core.cycle)."""
+        if dry_run is not True:
+            found = self.target.store.load_cycle_state(self.name, self.correlation_id)
+            if found or dry_run is False:
+                return found
+        try:
+            return CycleState.model_validate(self.artifacts.get(self._state_ref()))
+        except Exception:  # no state kept (a missing file or S3 key)
+            return None
+
+    def must_state(self) -> CycleState:
+        state = self.state()
+        if state is None:
+            raise RuntimeError(f"no state for cycle {self.correlation_id}: sense begins it")
+        return state
+
+    def save(self, state: CycleState) -> CycleState:
+        if state.dry_run:
+            self.artifacts.put(f"{self.correlation_id}/state.json", state.model_dump(mode="json"))
+        else:
+            self.target.store.save_cycle_state(state)
+        return state
+
+    def update(self, **changes: Any) -> CycleState:
+        return self.save(self.must_state().model_copy(update=changes))
+
+    def _state_ref(self) -> str:
+        return self.artifacts.ref(f"{self.correlation_id}/state.json")
+
+    def halt(self, stop: Stop) -> None:
+        """Why this cycle stops early (busy, a rejected plan, nothing to do), for ``record``:
+        a task that fails leaves no XCom, and the outcome must say what happened, not guess."""
+        self.update(halt=stop)
 
     # -- sense / validate / compare -----------------------------------------------------
 
@@ -122,25 +177,37 @@ class Step(ActuationSteps):
         return Snapshot.model_validate(self.artifacts.get(ref))
 
     def validate(self, snapshot_ref: str, gate: Any) -> dict[str, Any]:
-        desired = self.desired()  # raises InvalidDesiredState: fail before any action
+        try:
+            desired = self.desired()  # raises InvalidDesiredState: fail before any action
+        except Exception as exc:
+            self.update(invalid=str(exc))
+            raise
         verdict: GateVerdict = gate.check(self.snapshot(snapshot_ref), desired)
+        self.update(desired_version=desired.version, gate_passed=verdict.passed)
         return {"passed": verdict.passed, "failures": list(verdict.failures),
                 "suite": verdict.suite, "desired_version": desired.version,
                 "resources": len(desired.resources)}
 
     def compare(self, snapshot_ref: str, kinds: list[str] | None = None,
                 label: str = "diff") -> dict[str, Any]:
+        """The cycle's first compare (``label`` "diff"): its drift, events and state; a later
+        one (verify's) only observes."""
         desired, _, diff, drift = self._diff(snapshot_ref, kinds)
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  diff.model_dump(mode="json"))
         self.metrics.drift(self.name, drift)
-        if drift.drifted:
-            self.emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude})
-        if diff.suppressed:
-            self.emit("oscillation_detected", {"fields": list(diff.suppressed),
-                                                "hint": "add them to ignore_fields"})
+        if label == "diff":
+            state = self.update(initial_drift=drift, diff_ref=ref, snapshot_ref=snapshot_ref,
+                                desired_version=desired.version,
+                                flapping=tuple(sorted(diff.suppressed)))
+            if drift.drifted:
+                self.emit("drift_detected", drift_detail(drift), state)
+            if diff.suppressed:
+                self.emit("oscillation_detected", {"fields": sorted(diff.suppressed),
+                                                    "hint": "add them to ignore_fields"}, state)
         return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
                 "desired_version": desired.version, "suppressed": list(diff.suppressed),
+                "conflicts": sorted(str(c) for c in diff.conflicts),
                 "counts": {"add": len(diff.additions), "modify": len(diff.modifications),
                            "delete": len(diff.deletions), "conflicts": len(diff.conflicts),
                            "in_flight": len(diff.in_flight)}}
@@ -169,29 +236,18 @@ class Step(ActuationSteps):
     # -- route ----------------------------------------------------------------------------
 
     def route(self, drift: dict[str, Any], dry_run: bool = False,
-              reset_breaker: bool = False) -> dict[str, str]:
-        """Where the cycle goes: ``record`` (in sync), ``report`` (look, don't touch),
-        ``plan`` or ``page`` (act; page first when critical)."""
-        d = Drift.model_validate(drift)
+              reset_breaker: bool = False, actor: str = "airflow") -> Route:
+        """Where the cycle goes (core.cycle.decide_route, the CLI's own decision)."""
         store = self.target.store
-        if reset_breaker:
-            store.update_breaker(self.name, brk.reset)
-            store.record_operator(self.name, "airflow", "breaker_reset", {},
+        if reset_breaker and not dry_run:
+            after = store.update_breaker(self.name, brk.reset)
+            store.record_operator(self.name, actor, "breaker_reset", {"state": after.state},
                                   self.correlation_id)
-        breaker = store.load_breaker(self.name)
-        if within_tolerance(d, self.policy.tolerance):
-            return {"route": "record", "reason": "in_sync"}
-        if dry_run:
-            return {"route": "report", "reason": "reported"}
-        if not brk.allows_actuation(breaker):
-            return {"route": "report", "reason": "breaker_open"}
-        # the same order as the CLI's cycle: drift it would not act on anyway is "reported",
-        # whatever the window; only drift it would act on is held back by a closed window
-        if d.urgency not in self.policy.auto_apply:
-            return {"route": "report", "reason": "reported"}
-        if not in_window(SystemClock().now(), self.policy.windows):
-            return {"route": "report", "reason": "window_closed"}
-        return {"route": "page" if d.urgency == "critical" else "plan", "reason": d.urgency}
+        route = decide_route(Drift.model_validate(drift), self.policy,
+                             breaker=store.load_breaker(self.name), dry_run=dry_run,
+                             manual=False, now=SystemClock().now())
+        self.update(route=route)
+        return route
 
     # -- plan -------------------------------------------------------------------------------
 
@@ -200,32 +256,56 @@ class Step(ActuationSteps):
              deadline_at: datetime | None = None) -> dict[str, Any]:
         """Plan from the latest snapshot, take the target's lease, cut waves into batches.
         Each batch carries the mandate the actuation guard checks: the lease's fencing token,
-        the plan's hash and the cycle's deadline (``deadline_at``, default: from now)."""
+        the plan's hash and the cycle's deadline (``deadline_at``, default: from now).
+        No batches when the plan ends the cycle before acting (core.cycle.plan_stop)."""
         store = self.target.store
         if not store.acquire_lease(self.name, self.correlation_id,
                                    self.policy.cycle_deadline_seconds + 60):
-            self.note("busy", "another cycle holds this target's lease (a CLI apply or a run)")
+            self.halt(Stop(status="busy", reason="another cycle holds this target's lease"))
             raise PlanRejected(["another cycle holds this target's lease"])
         fence = store.lease_fence(self.name, self.correlation_id)
         deadline_at = deadline_at or SystemClock().now() + timedelta(
             seconds=self.policy.cycle_deadline_seconds)
         plan = self._make_plan(snapshot_ref, kinds, gate_passed=gate_passed, estimates=True)
-        if not plan.validation.ok:
-            self.note("failed", "plan rejected: " + "; ".join(plan.validation.errors))
+        stop = plan_stop(plan)
+        if stop and stop.status == "failed" and not plan.validation.ok:
+            self.halt(stop)
             raise PlanRejected(list(plan.validation.errors))
         self.target.store.record_plan(plan, actor="airflow")
         ref = self.artifacts.put(f"{self.correlation_id}/plan-{pass_no}.json",
                                  plan.model_dump(mode="json"))
+        state = self.must_state()
+        record = state.pass_(pass_no).model_copy(update={
+            "plan_hash": plan.hash, "needs_approval": plan.validation.needs_approval})
+        self.save(state.with_pass(record).model_copy(update={"fence": fence or 0,
+                                                            "halt": stop or state.halt}))
         summary = {"plan_ref": ref, "hash": plan.hash,
                    "needs_approval": plan.validation.needs_approval,
                    "approval_reasons": list(plan.validation.approval_reasons),
                    "counts": plan.audit.counts, "max_risk": plan.audit.max_risk,
                    "waves": len(plan.waves), "fence": fence,
-                   "deadline_at": deadline_at.isoformat()}
+                   "deadline_at": deadline_at.isoformat(), "stop": stop is not None}
         mandate = {"fence": fence, "deadline_at": summary["deadline_at"]}
-        return {"summary": summary,
-                "batches": [{**b, **mandate}
-                            for b in batches_for(plan, ref, self.policy.batch_size)]}
+        batches = [] if stop else batches_for(plan, ref, self.policy.batch_size)
+        return {"summary": summary, "batches": [{**b, **mandate} for b in batches]}
+
+    def later_pass_needs_approval(self, pass_no: int, plan_ref: str) -> str:
+        """Only pass 1 asks a human: a later pass's plan beyond policy ends the cycle."""
+        stop = approval_stop(self.load_plan(plan_ref), pass_no)
+        self.end_pass(pass_no, stop)
+        return stop.reason or ""
+
+    def end_pass(self, pass_no: int, stop: Stop) -> None:
+        """Pass ``pass_no`` ends the cycle before acting (no progress, bounds, approval)."""
+        state = self.must_state()
+        self.save(state.with_pass(state.pass_(pass_no).model_copy(update={"stop": stop})))
+
+    def approval(self, pass_no: int, approval: str, stale: list[str] | None = None) -> None:
+        """What became of the human approval pass ``pass_no``'s plan asked for."""
+        state = self.must_state()
+        record = state.pass_(pass_no).model_copy(update={"approval": approval,
+                                                          "stale": tuple(stale or ())})
+        self.save(state.with_pass(record))
 
     def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
         """A plan for reading only (low urgency, dry run, open breaker): no lease, no actions."""
@@ -254,20 +334,6 @@ class Step(ActuationSteps):
         fresh = self.snapshot(self.sense("revalidate", kinds or None)["ref"])
         return check_preconditions(plan, fresh)
 
-    def note(self, status: str, reason: str) -> None:
-        """Why this cycle stops early (busy, a rejected plan), for ``record`` to report: a task
-        that fails leaves no XCom, and the outcome must say what happened, not guess."""
-        self.artifacts.put(f"{self.correlation_id}/stop.json",
-                           {"status": status, "reason": reason})
-
-    def _note(self) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.artifacts.get(
-                self.artifacts.ref(f"{self.correlation_id}/stop.json"))
-        except Exception:  # no note (a missing file or S3 key): nothing stopped it early
-            return None
-        return found
-
     # -- verify / continue ------------------------------------------------------------------
 
     def verify(self, pass_no: int, within_since: float | None, now: float) -> dict[str, Any]:
@@ -280,9 +346,30 @@ class Step(ActuationSteps):
                                                   self.policy.tolerance)
         since = (within_since if within_since is not None else now) if within else None
         settled = within and now - (since or now) >= self.policy.settle_seconds
+        rest = sum(result["counts"][k] for k in ("add", "modify", "delete", "in_flight"))
         return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
                 "within_since": since, "settled": settled, "pass": pass_no,
-                "in_flight": waiting, "only_conflicts": _only_conflicts(result["counts"])}
+                "in_flight": waiting,
+                "conflicts_only": [] if rest else result["conflicts"]}
+
+    def verified(self, pass_no: int, result: dict[str, Any]) -> None:
+        """Keep pass ``pass_no``'s final verify (and the fields its updates set) in the state."""
+        state = self.must_state()
+        record = state.pass_(pass_no)
+        changed: tuple[str, ...] = ()
+        try:
+            plan = self.load_plan(self.artifacts.ref(f"{self.correlation_id}/plan-{pass_no}.json"))
+            forward = self.target.store.final_results(self.name, self.correlation_id)
+            changed = changed_fields(plan.actions, forward)
+        except Exception:  # no plan for this pass (a missing file or S3 key)
+            pass
+        check = Verified(drift=Drift.model_validate(result["drift"]), within=result["within"],
+                         settled=result["settled"], in_flight=result["in_flight"],
+                         conflicts_only=tuple(result.get("conflicts_only") or ()),
+                         deadline=bool(result.get("deadline")),
+                         snapshot_ref=result["snapshot_ref"])
+        self.save(state.with_pass(record.model_copy(update={"verified": check,
+                                                            "changed": changed})))
 
     def should_continue(self, drifts: list[dict[str, Any]], pass_no: int,
                         elapsed_s: float) -> dict[str, Any]:
@@ -291,74 +378,32 @@ class Step(ActuationSteps):
         verdict = judge_pass(history, policy=self.policy, actuation_ok=True,
                              past_deadline=elapsed_s >= self.policy.cycle_deadline_seconds,
                              iteration=pass_no - 1)
+        if verdict.done and verdict.status and verdict.status != "converged":
+            self.end_pass(pass_no - 1, Stop(status=verdict.status, reason=verdict.reason or None))
         return {"continue": not verdict.done, "status": verdict.status, "reason": verdict.reason}
 
     # -- record -------------------------------------------------------------------------------
 
-    def record(self, facts: CycleFacts) -> dict[str, Any]:
-        """Write the outcome, history and breaker; release the lease. Runs whatever happened."""
-        store = self.target.store
-        rows = store.audit_rows(target=self.name, kind="action",
-                                correlation_id=self.correlation_id, limit=100_000)
-        # each action's last result: an attempt an Airflow retry then fixed is not a failure
-        forward = list(final_results(rows).values())
-        final = last(facts.verifies) or {}
-        facts.note = facts.note or self._note()
-        status, error = cycle_status(facts, forward)
-        first = Drift.model_validate(facts.initial_drift or {})
-        outcome = Outcome(
-            target=self.name, correlation_id=self.correlation_id, status=status,
-            converged=status in ("converged", "in_sync"), started_at=facts.started_at,
-            finished_at=SystemClock().now(), iterations=sum(1 for v in facts.verifies if v),
-            actions_succeeded=sum(1 for r in forward if r["state"] == "succeeded"),
-            actions_failed=sum(1 for r in forward if r["state"] == "failed"),
-            actions_skipped=sum(1 for r in forward if r["state"] == "skipped"),
-            initial_drift=first,
-            final_drift=Drift.model_validate(final.get("drift") or facts.initial_drift or {}),
-            desired_version=facts.desired_version, plan_hashes=tuple(facts.plan_hashes),
-            error=error, dry_run=facts.dry_run, trigger=facts.trigger,
-            interval_start=facts.interval_start, changed_fields=self._changed(forward),
-            flapping=tuple(sorted(set(facts.flapping))),
-            requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
-        )
-        if status != "invalid_input":  # bad input leaves the history untouched (validate says why)
-            store.record_cycle(outcome)
-        if facts.acted:
-            self._breaker_after(outcome)
-        store.release_lease(self.name, self.correlation_id)
+    def record(self, failed_tasks: list[str] | None = None) -> dict[str, Any]:
+        """Write the outcome, history and breaker; release the lease (core.cycle.finish).
+        Runs whatever happened; ``failed_tasks`` name tasks of the run that failed, for a
+        cycle that ends without a more telling reason."""
+        state, store = self.must_state(), self.target.store
+        forward = store.final_results(self.name, self.correlation_id)
+        if failed_tasks and conclude(state, forward).status == "max_iterations" and not any(
+                p.stop for p in state.passes):  # nothing more telling: say which task failed
+            state = self.save(state.model_copy(update={"halt": Stop(
+                status="failed", reason="task(s) failed: " + ", ".join(sorted(failed_tasks)))}))
+        outcome = finish(state, forward,
+                         policy=self.policy, store=store, events=self.events,
+                         now=SystemClock().now())
         self.metrics.cycle(outcome, store.load_breaker(self.name))
-        if status == "converged":
-            self.emit("converged", {"iterations": outcome.iterations})
-        self.emit("cycle_finished", {"status": status})
         return outcome.model_dump(mode="json")
-
-    def _breaker_after(self, outcome: Outcome) -> None:
-        if count_cycle(self.target.store, outcome, self.policy.breaker_failures,
-                       SystemClock().now()):
-            self.emit("breaker_opened", {"reason": outcome.error})
-
-    def _changed(self, forward: list[dict[str, Any]]) -> tuple[str, ...]:
-        """Fields this cycle's updates set (from each pass's plan and the recorded results)."""
-        results = [ActionResult.model_validate(r) for r in forward]
-        changed: set[str] = set()
-        for n in range(1, self.policy.max_iterations + 1):
-            try:
-                plan = self.load_plan(self.artifacts.ref(f"{self.correlation_id}/plan-{n}.json"))
-            except Exception:  # no such pass (a missing file or S3 key)
-                break
-            changed.update(changed_fields(plan.actions, results))
-        return tuple(sorted(changed))
 
     # -- events -------------------------------------------------------------------------------
 
-    def emit(self, kind: EventType, detail: dict[str, Any]) -> None:
-        event = Event(type=kind, target=self.name, correlation_id=self.correlation_id,
-                      at=SystemClock().now(), detail=detail)
-        self.events.emit(event)
-        self.target.store.record_event(event, actor="airflow")
-
-
-def _only_conflicts(counts: dict[str, int]) -> int:
-    """How many conflicts are left when nothing else is (0 otherwise): a blocked cycle."""
-    rest = sum(counts.get(k, 0) for k in ("add", "modify", "delete", "in_flight"))
-    return 0 if rest else counts.get("conflicts", 0)
+    def emit(self, kind: EventType, detail: dict[str, Any],
+             state: CycleState | None = None) -> None:
+        state = state or self.must_state()
+        emit(state, kind, detail, events=self.events, store=self.target.store,
+             at=SystemClock().now())

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
+from reconciler.core.cycle import CycleState
 from reconciler.core.model import (
     ActionResult,
     Approval,
@@ -37,6 +38,7 @@ from reconciler.store_schema import (
     approvals,
     audit,
     breakers,
+    cycle_states,
     cycles,
     fences,
     leases,
@@ -177,6 +179,34 @@ class SqlStore:
                        results: Sequence[ActionResult]) -> None:
         now = self._now()
         self._audit_insert([_action_row(target, correlation_id, r, now) for r in results])
+
+    def final_results(self, target: str, correlation_id: str) -> list[ActionResult]:
+        """Each forward action's last recorded result in this cycle (an attempt that an
+        Airflow retry then fixed is not a failure)."""
+        query = (sa.select(audit.c.action_id, audit.c.payload_json)
+                 .where(audit.c.target == target, audit.c.correlation_id == correlation_id,
+                        audit.c.kind == "action", audit.c.is_rollback.is_(False))
+                 .order_by(audit.c.at.desc(), audit.c.id.desc()))
+        final: dict[str, ActionResult] = {}
+        with self.engine.connect() as conn:
+            for action_id, payload in conn.execute(query):
+                if action_id not in final:
+                    final[action_id] = ActionResult.model_validate_json(payload)
+        return list(final.values())
+
+    def save_cycle_state(self, state: CycleState) -> None:
+        values = {"target": state.target, "correlation_id": state.correlation_id,
+                  "state_json": state.model_dump_json(), "updated_at": self._now()}
+        with self._writer.begin() as conn:
+            conn.execute(_upsert(self._dialect, cycle_states, values,
+                                 ("target", "correlation_id")))
+
+    def load_cycle_state(self, target: str, correlation_id: str) -> CycleState | None:
+        query = sa.select(cycle_states.c.state_json).where(
+            cycle_states.c.target == target, cycle_states.c.correlation_id == correlation_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return CycleState.model_validate_json(found) if found else None
 
     def record_event(self, event: Event, actor: str = "reconciler") -> None:
         payload = event.model_dump_json()

@@ -135,3 +135,12 @@ pending_creates = Table(
     sa.Column("correlation_id", sa.String(255), nullable=False),
     sa.Column("started_at", UtcDateTime, nullable=False),
 )
+
+
+cycle_states = Table(
+    "reconciler_cycle_states", metadata,
+    sa.Column("target", sa.String(255), primary_key=True),
+    sa.Column("correlation_id", sa.String(255), primary_key=True),
+    sa.Column("state_json", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.breaker import BreakerState
+from reconciler.core.cycle import CycleState
 from reconciler.core.model import (
     ActionResult,
     Approval,
@@ -80,6 +81,8 @@ class MemoryStore:
         self.pending: dict[tuple[str, ResourceKey], PendingCreate] = {}
         self.fences: dict[str, int] = {}
         self.approvals: dict[tuple[str, str], Approval] = {}
+        self.cycle_states: dict[tuple[str, str], CycleState] = {}
+        self.results_by: dict[tuple[str, str], list[ActionResult]] = {}
         self._lock = threading.Lock()
 
     def record_cycle(self, outcome: Outcome) -> None:
@@ -110,7 +113,22 @@ class MemoryStore:
     def record_results(
         self, target: str, correlation_id: str, results: Sequence[ActionResult]
     ) -> None:
-        self.results.extend(results)
+        with self._lock:
+            self.results.extend(results)
+            self.results_by.setdefault((target, correlation_id), []).extend(results)
+
+    def final_results(self, target: str, correlation_id: str) -> Sequence[ActionResult]:
+        final: dict[str, ActionResult] = {}
+        for r in self.results_by.get((target, correlation_id), []):
+            if not r.rollback:
+                final[r.action_id] = r  # recorded in order: the last one wins
+        return list(final.values())
+
+    def save_cycle_state(self, state: CycleState) -> None:
+        self.cycle_states[(state.target, state.correlation_id)] = state
+
+    def load_cycle_state(self, target: str, correlation_id: str) -> CycleState | None:
+        return self.cycle_states.get((target, correlation_id))
 
     def record_event(self, event: Event, actor: str = "reconciler") -> None:
         self.events.append(event)

@@ -95,10 +95,17 @@ class PlanApproval(ApprovalOperator):
         self.target, self.pass_no = target, pass_no
 
     def execute(self, context: Any) -> Any:
-        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
-        if not (summary or {}).get("needs_approval"):
+        # from the cycle's state, not an XCom: a missing XCom must not read as "no approval
+        # needed" (the guard would refuse the batches anyway: no approval of this plan hash)
+        state = self._step().must_state()
+        if not state.pass_(self.pass_no).needs_approval:
             raise AirflowSkipException("within the blast-radius policy: no approval needed")
         return super().execute(context)
+
+    def _step(self) -> Any:
+        from reconciler_airflow.tasks import correlation_id
+
+        return ActuateOperator._open(self.target, correlation_id(self.target))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         chosen = list(event.get("chosen_options") or [])
@@ -110,6 +117,10 @@ class PlanApproval(ApprovalOperator):
             if not decision["stale"]:
                 self._record_approval(context, decision)
         context["ti"].xcom_push(key="decision", value=decision)
+        self._step().approval(self.pass_no, "stale" if decision.get("stale") else
+                              "approved" if decision["approved"] else
+                              "timed_out" if decision["timed_out"] else "rejected",
+                              decision.get("stale"))
         self._audit(context, decision)
         return super().execute_complete(context, event)
 

@@ -60,10 +60,22 @@ def _since_run_start() -> float:
     return (datetime.now(UTC) - started).total_seconds()
 
 
+def _begin(step: Any) -> Any:
+    """The cycle's state, begun by its first task (core.cycle.CycleState)."""
+    ctx = get_current_context()
+    params = _params()
+    return step.begin(started_at=ctx["dag_run"].start_date or datetime.now(UTC),
+                      dry_run=bool(params.get("dry_run")),
+                      only_kinds=params.get("only_kinds") or None,
+                      trigger=str(ctx["dag_run"].run_type).split(".")[-1].lower(),
+                      interval_start=ctx.get("logical_date"))
+
+
 def sense(target: str) -> PokeReturnValue:
     """Re-poke while completeness is below the threshold; at the sense deadline, go on with what
     was seen (deletions of incomplete kinds are then impossible) and say so."""
     step = _step(target)
+    _begin(step)
     params = _params()
     seen = step.sense("sense", params.get("only_kinds") or None,
                       remember=not params.get("dry_run"))
@@ -99,9 +111,9 @@ def route(target: str, compared: dict[str, Any]) -> list[str]:
     params = _params()
     decision = _step(target).route(compared["drift"], dry_run=bool(params.get("dry_run")),
                                    reset_breaker=bool(params.get("reset_breaker")))
-    get_current_context()["ti"].xcom_push(key="decision", value=decision)
+    get_current_context()["ti"].xcom_push(key="decision", value=decision.model_dump(mode="json"))
     return {"record": ["record"], "report": ["report"], "plan": ["pass_1.plan"],
-            "page": ["page", "pass_1.plan"]}[decision["route"]]
+            "page": ["page", "pass_1.plan"]}[decision.route]
 
 
 def report(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
@@ -148,13 +160,11 @@ def plan(target: str, pass_no: int, validated: dict[str, Any]) -> list[dict[str,
     result = _fail_on_bad_input(
         lambda: step.plan(ref, pass_no, bool(validated["passed"]), kinds, deadline_at))
     summary = result["summary"]
+    if summary["stop"]:  # nothing to act on (blocked by conflicts): the cycle ends here
+        raise AirflowSkipException(f"pass {pass_no}: nothing to apply")
     if pass_no > 1 and summary["needs_approval"]:
         # only pass 1 asks a human; what a later pass found is this cycle's news, the next asks
-        reason = (f"pass {pass_no}'s plan needs approval ({'; '.join(summary['approval_reasons'])}"
-                  "): nothing applied, the next cycle asks for it")
-        ti.xcom_push(key="decision", value={"continue": False, "status": "needs_approval",
-                                             "reason": reason})
-        raise AirflowSkipException(reason)
+        raise AirflowSkipException(step.later_pass_needs_approval(pass_no, summary["plan_ref"]))
     ti.xcom_push(key="summary", value=summary)
     return list(result["batches"])
 
@@ -185,43 +195,26 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
     done = result["settled"] or (not result["within"] and not result["in_flight"])
     if not done and _since_run_start() >= step.policy.cycle_deadline_seconds:
         done, result = True, {**result, "deadline": True}  # say so, rather than time out
+    if done:
+        step.verified(pass_no, result)
     return PokeReturnValue(is_done=done, xcom_value=result if done else None)
 
 
 def record(target: str, max_iterations: int) -> dict[str, Any]:
-    from reconciler.pipeline import CycleFacts
-
     ctx = get_current_context()
     ti = ctx["ti"]
-    passes = range(1, max_iterations + 1)
-    compared = ti.xcom_pull(task_ids="compare") or {}
-    approval = ti.xcom_pull(task_ids="pass_1.approve", key="decision")  # only pass 1 asks
-    decisions = [approval] if approval else []
-    facts = CycleFacts(
-        started_at=ctx["dag_run"].start_date or datetime.now(UTC),
-        route=ti.xcom_pull(task_ids="route", key="decision"),
-        initial_drift=compared.get("drift"),
-        desired_version=compared.get("desired_version", ""),
-        verifies=[ti.xcom_pull(task_ids=f"pass_{i}.verify") for i in passes],
-        stops=[ti.xcom_pull(task_ids=f"pass_{i}.plan", key="decision") for i in passes],
-        plan_hashes=[p["hash"] for i in passes
-                     if (p := ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary"))],
-        approval_rejected=any(not d["approved"] for d in decisions),
-        stale=[s for d in decisions for s in d.get("stale", [])],
-        flapping=list(compared.get("suppressed") or []),
-        dry_run=bool(_params().get("dry_run")),
-        invalid=None if compared else "the cycle stopped before compare (see validate)",
-        trigger=str(ctx["dag_run"].run_type).split(".")[-1].lower(),
-        interval_start=ctx.get("logical_date"),
-    )
     step = _step(target)
+    _begin(step)  # a run whose first task never ran still ends with an outcome
     from reconciler_airflow.ui.runlinks import record_run_link
 
-    # the dashboard links a cycle (correlation id = hash of the run id) back to this run
-    record_run_link(step.target.store, target, step.correlation_id, ctx["dag_run"].dag_id,
-                    ctx["run_id"], diff_ref=compared.get("diff_ref"),
-                    preview_ref=(ti.xcom_pull(task_ids="report") or {}).get("plan_ref"))
-    outcome = step.record(facts)
+    state = step.must_state()
+    # the dashboard links a cycle (correlation id = hash of the run id) back to this run; a
+    # dry run has no cycle page (it records nothing, core.cycle): its run is its record
+    if not state.dry_run:
+        record_run_link(step.target.store, target, step.correlation_id, ctx["dag_run"].dag_id,
+                        ctx["run_id"], diff_ref=state.diff_ref or None,
+                        preview_ref=(ti.xcom_pull(task_ids="report") or {}).get("plan_ref"))
+    outcome = step.record(failed_tasks=_failed_tasks(ctx))
     if outcome["status"] in FAILING:
         # recorded first; now fail the run so the grid, deadline alerts and on-call see it
         raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")
@@ -230,6 +223,20 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
             "status": outcome["status"], "correlation_id": outcome["correlation_id"],
             "desired_version": outcome["desired_version"]})
     return outcome
+
+
+def _failed_tasks(ctx: Any) -> list[str]:
+    """The tasks of this run that failed (or failed upstream), for an outcome with no more
+    telling reason (a crashed step, a sensor that timed out)."""
+    try:
+        states = ctx["ti"].get_task_states(dag_id=ctx["dag_run"].dag_id,
+                                           run_ids=[ctx["run_id"]])
+    except Exception:  # an Airflow without the call: the outcome says what else it knows
+        log.warning("could not read this run's task states", exc_info=True)
+        return []
+    mine = states.get(ctx["run_id"], {})
+    return sorted({task for task, state in mine.items()
+                   if state in ("failed", "upstream_failed") and task != "record"})
 
 
 FAILING = ("failed", "no_progress", "deadline", "max_iterations", "invalid_input")

@@ -28,6 +28,18 @@ def seed(target: str) -> Any:
     return sim
 
 
+def step(target: str, prefix: str = "step") -> Any:
+    """A pipeline step of a new cycle, begun (as the DAG's first task begins it)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from reconciler.pipeline import Step
+
+    opened = Step.open(target, f"{prefix}-{uuid.uuid4().hex[:8]}")
+    opened.begin(started_at=datetime.now(UTC))
+    return opened
+
+
 def store() -> Any:
     from reconciler.store import open_store
 

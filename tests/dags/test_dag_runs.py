@@ -92,13 +92,25 @@ def test_critical_drift_pages_then_acts(dagbag, webhook):
     assert support.fleet("sim").get("sim.Workload", "checkout") is not None
 
 
-def test_dry_run_actuates_nothing(dagbag):
+def test_dry_run_actuates_nothing_and_records_nothing(dagbag):
+    """A dry run is a look (core.cycle): no history row, no audit row, no cycle state in the
+    store; what it saw is in the run's artifacts."""
+    from reconciler.pipeline import Step
+    from reconciler.runtime import correlation_id_for_run
+
     sim = support.seed("sim")
     sim.delete("sim.Node", "node-a2")
+    history = len(support.store().recent_cycles("sim", 1000))
     dr, states = support.run(dagbag, "sim", {"dry_run": True})
     assert states["report"] == "success" and states["pass_1.plan"] == "skipped"
+    assert states["record"] == "success"
     assert support.fleet("sim").get("sim.Node", "node-a2") is None
-    assert support.last_outcome("sim").status == "reported"
+    assert len(support.store().recent_cycles("sim", 1000)) == history
+    cid = correlation_id_for_run("sim", dr.run_id)
+    assert support.store().audit_rows(target="sim", correlation_id=cid) == []
+    assert support.store().load_cycle_state("sim", cid) is None
+    state = Step.open("sim", cid).state()
+    assert state is not None and state.dry_run and state.route.status == "reported"
 
 
 @pytest.mark.parametrize(("choice", "status"), [("Approve", "converged"),

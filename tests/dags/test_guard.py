@@ -5,7 +5,6 @@ took, a plan artifact changed after planning, a deadline passed)."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +15,10 @@ from tests.dags import support
 
 def planned(target: str = "gated") -> tuple[Any, dict[str, Any]]:
     """A seeded fleet with a stray (a deletion past the blast radius), sensed and planned."""
-    from reconciler.pipeline import Step
 
     sim = support.seed(target)
     sim.put("sim.Node", "stray", {"pool": "default"})
-    step = Step.open(target, f"guard-{uuid.uuid4().hex[:8]}")
+    step = support.step(target, "guard")
     sensed = step.sense("sense")
     result = step.plan(sensed["ref"], 1)
     assert result["summary"]["needs_approval"]
@@ -106,14 +104,14 @@ def test_past_the_cycle_deadline_nothing_new_starts():
 def test_a_batch_that_waited_refuses_an_update_someone_made_stale():
     """Planned: node-a1 from c5.large back to its desired m5.large. Before the batch runs,
     someone sets a third type by hand: the update is refused (stale plan), their change kept."""
-    from reconciler.pipeline import BatchRefused, Step
+    from reconciler.pipeline import BatchRefused
 
     sim = support.seed("sim")
     spec = dict(sim.get("sim.Node", "node-a1").spec)
     drifted = sim.get("sim.Node", "node-a1")
     sim.put("sim.Node", "node-a1", {**spec, "instance_type": "c5.large"},
             protected=drifted.protected)  # drift: the plan sets it back to m5.large
-    step = Step.open("sim", f"guard-{uuid.uuid4().hex[:8]}")
+    step = support.step("sim", "guard")
     result = step.plan(step.sense("sense")["ref"], 1)
     sim.put("sim.Node", "node-a1", {**spec, "instance_type": "c5.9xlarge"},
             protected=drifted.protected)  # meanwhile, by hand

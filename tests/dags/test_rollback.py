@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,12 +10,11 @@ from tests.dags import support
 
 def two_waves() -> tuple[Any, dict[str, Any], Any]:
     """payments (wave 1) and checkout (wave 2, depends on payments) both missing, planned."""
-    from reconciler.pipeline import Step
 
     sim = support.seed("sim")
     sim.delete("sim.Workload", "payments")
     sim.delete("sim.Workload", "checkout")
-    step = Step.open("sim", f"rollback-{uuid.uuid4().hex[:8]}")
+    step = support.step("sim", "rollback")
     result = step.plan(step.sense("sense")["ref"], 1)
     plan = step.load_plan(result["summary"]["plan_ref"])
     assert [[a.target.name for a in w.actions] for w in plan.waves] == [["payments"],
@@ -50,11 +48,10 @@ def test_a_failure_a_retry_fixed_is_not_what_rollback_undoes():
 
 def test_every_step_of_a_cycle_uses_the_desired_version_validate_checked():
     from reconciler.core.gate import BasicGate
-    from reconciler.pipeline import Step
     from tests.dags.conftest import HOME
 
     support.seed("sim")
-    step = Step.open("sim", f"version-{uuid.uuid4().hex[:8]}")
+    step = support.step("sim", "version")
     sensed = step.sense("sense")
     checked = step.validate(sensed["ref"], BasicGate())["desired_version"]
     nodes = HOME / "desired" / "sim" / "nodes.yaml"
@@ -65,7 +62,7 @@ def test_every_step_of_a_cycle_uses_the_desired_version_validate_checked():
         planned = step.plan(sensed["ref"], 1)
         assert step.load_plan(planned["summary"]["plan_ref"]).desired_version == checked
         assert planned["summary"]["counts"]["create"] == 0  # node-z9 waits for the next cycle
-        later = Step.open("sim", f"version-{uuid.uuid4().hex[:8]}")
+        later = support.step("sim", "version")
         assert later.desired().version != checked
     finally:
         nodes.write_text(before)
@@ -78,19 +75,18 @@ def test_route_decides_like_the_cli_cycle_low_urgency_in_a_closed_window_is_repo
 
     from reconciler.core.model import Drift
     from reconciler.core.policy import Window
-    from reconciler.pipeline import Step
     from tests.builders import node, want
     from tests.loop_support import Rig
 
     closed = Window(days=(), start_hour=0, end_hour=1)  # never open
-    step = Step.open("sim", f"route-{uuid.uuid4().hex[:8]}")
+    step = support.step("sim", "route")
     policy = step.policy.model_copy(update={"windows": (closed,), "auto_apply": ("high",)})
     step.target = dataclasses.replace(
         step.target, config=step.target.config.model_copy(update={"policy": policy}))
     low = Drift(urgency="low", magnitude=1, fraction=0.1, drifted=1, total=10)
     high = low.model_copy(update={"urgency": "high", "magnitude": 3})
-    assert step.route(low.model_dump(mode="json"))["reason"] == "reported"
-    assert step.route(high.model_dump(mode="json"))["reason"] == "window_closed"
+    assert step.route(low.model_dump(mode="json")).status == "reported"
+    assert step.route(high.model_dump(mode="json")).status == "window_closed"
     rig = Rig.make()
     rig.provider.put("sim.Node", "n1", node(labels={"x": "y"}))  # a cosmetic (low) change
     cli = rig.cycle([want("sim.Node/n1", node())], policy)

@@ -136,21 +136,20 @@ def token_for(base: str, user: str, password: str) -> str:
 
 def pipeline_cycle(target: str, correlation_id: str) -> dict[str, Any]:
     """One whole cycle through ``reconciler.pipeline.Step`` the way the DAG's tasks run it
-    (sense, compare, plan, actuate every batch, verify, record), without Airflow."""
+    (sense, compare, route, plan, actuate every batch, verify, record), without Airflow."""
     from datetime import UTC, datetime
 
-    from reconciler.pipeline import CycleFacts, Step
+    from reconciler.pipeline import Step
 
-    started = datetime.now(UTC)
     step = Step.open(target, correlation_id)
+    step.begin(started_at=datetime.now(UTC))
     sensed = step.sense("sense")
     compared = step.compare(sensed["ref"])
+    step.route(compared["drift"])
     planned = step.plan(sensed["ref"], 1)
     for batch in planned["batches"]:
         step.actuate(batch)
     verified = step.verify(1, None, datetime.now(UTC).timestamp())
-    outcome = step.record(CycleFacts(
-        started_at=started, route={"route": "plan", "reason": compared["drift"]["urgency"]},
-        initial_drift=compared["drift"], desired_version=compared["desired_version"],
-        verifies=[verified], plan_hashes=[planned["summary"]["hash"]], trigger="manual"))
+    step.verified(1, verified)
+    outcome = step.record()
     return {"step": step, "compared": compared, "planned": planned, "outcome": outcome}

@@ -10,15 +10,25 @@ from typing import cast
 from reconciler.core import breaker as brk
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
-from reconciler.core.convergence import count_cycle, in_window, judge_pass, within_tolerance
+from reconciler.core.convergence import judge_pass, within_tolerance
+from reconciler.core.cycle import (
+    CycleState,
+    PassRecord,
+    Stop,
+    Verified,
+    approval_stop,
+    decide_route,
+    drift_detail,
+    emit,
+    finish,
+    plan_stop,
+)
 from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.inflight import in_flight_note, settled_creates
 from reconciler.core.kinds import KindRegistry
 from reconciler.core.model import (
-    ActionState,
     ActuationResult,
     Approval,
-    CycleStatus,
     DesiredState,
     Diff,
     Drift,
@@ -29,7 +39,7 @@ from reconciler.core.model import (
     Snapshot,
 )
 from reconciler.core.oscillation import changed_fields, flapping
-from reconciler.core.plan import PlanContext, make_plan, only_conflicts
+from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.core.ports import Clock, EventSink, Provider, Reader, SnapshotGate, Store
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
@@ -84,87 +94,116 @@ def run_cycle(req: CycleRequest, deps: CycleDeps) -> CycleReport:
 
 
 class _Cycle:
+    """The CLI's driver of the one cycle (``core.cycle``): every step in this process, the
+    snapshots in memory. The decisions (route, stops, status, outcome, what is recorded) are
+    ``core.cycle``'s, the same the Airflow driver takes."""
+
     def __init__(self, req: CycleRequest, deps: CycleDeps) -> None:
         self.req, self.deps = req, deps
         self.clock = deps.clock
-        self.started = self.clock.now()
+        started = self.clock.now()
         self.deadline = self.clock.monotonic() + req.policy.cycle_deadline_seconds
+        self.state = CycleState(
+            target=req.target, correlation_id=req.correlation_id, started_at=started,
+            deadline_at=started + timedelta(seconds=req.policy.cycle_deadline_seconds),
+            dry_run=req.dry_run, manual=req.manual, actor=req.actor,
+            trigger="cli" if req.manual else "manual", only_kinds=req.only_kinds,
+            desired_version=req.desired.version)
         self.plans: list[Plan] = []
         self.actuations: list[ActuationResult] = []
         self.first: tuple[Diff, Snapshot] | None = None
         self.drifts: list[Drift] = []
-        self.changed: set[str] = set()
-        self.flapping: set[str] = set()
         self.suppress = self._fights()
         self.last_counts = deps.store.listing_counts(req.target, req.correlation_id)
-        self.iterations = 0
-        self.fence = 0
 
     def run(self) -> CycleReport:
         store = self.deps.store
         if self.req.reset_breaker:
             self._reset_breaker()
         breaker = store.load_breaker(self.req.target)
-        acting = not self.req.dry_run and brk.allows_actuation(breaker)
-        if acting and not store.acquire_lease(self.req.target, self.req.correlation_id,
-                                              self.req.policy.cycle_deadline_seconds + 60):
-            return self._finish("busy", error="another cycle holds this target's lease",
-                                record=False)
-        self.fence = store.lease_fence(self.req.target, self.req.correlation_id) or 0
-        try:
-            status, error = self._reconcile(acting, breaker)
-        finally:
-            if acting:
-                store.release_lease(self.req.target, self.req.correlation_id)
-        return self._finish(status, error=error, acted=acting)
+        self._reconcile(breaker)
+        outcome = finish(self.state, store.final_results(self.req.target, self.req.correlation_id),
+                         policy=self.req.policy, store=store, events=self.deps.events,
+                         now=self.clock.now())
+        diff, snap = self.first or (None, None)
+        return CycleReport(outcome=outcome, diff=diff, plans=self.plans,
+                           actuations=self.actuations, snapshot=snap)
 
-    def _reconcile(self, acting: bool, breaker: brk.BreakerState) -> tuple[CycleStatus, str | None]:
+    def _update(self, **changes: object) -> None:
+        self.state = self.state.model_copy(update=changes)
+        self._save()
+
+    def _save(self) -> None:
+        if not self.req.dry_run:  # a dry run records nothing (core.cycle)
+            self.deps.store.save_cycle_state(self.state)
+
+    def _reconcile(self, breaker: brk.BreakerState) -> None:
         snap = self._sense_listed(None)
         diff, drift = self._compare(snap)
         self.first = (diff, snap)
-        if within_tolerance(drift, self.req.policy.tolerance):
-            return self._settle(snap, drift, first=True)
-        self._emit("drift_detected", {"urgency": drift.urgency, "magnitude": drift.magnitude,
-                                      "drifted": drift.drifted})
-        if not acting or not self._auto_applies(drift):
-            return self._report_only(diff, snap, breaker)
-        if not in_window(self.clock.now(), self.req.policy.windows):
-            self._plan(diff, snap)
-            return "window_closed", "outside the target's maintenance windows"
-        return self._passes(diff, snap)
+        self._update(initial_drift=drift, flapping=tuple(sorted(diff.suppressed)))
+        if drift.drifted:
+            self._emit("drift_detected", drift_detail(drift))
+        if diff.suppressed:
+            self._emit("oscillation_detected", {"fields": sorted(diff.suppressed),
+                                                "hint": "add them to ignore_fields"})
+        route = decide_route(drift, self.req.policy, breaker=breaker, dry_run=self.req.dry_run,
+                             manual=self.req.manual, now=self.clock.now())
+        self._update(route=route)
+        if route.route == "record":
+            self._settle(snap, first=True)
+        elif route.route == "report":
+            self._plan(diff, snap, preview=True)
+        elif self._lease():
+            self._passes(diff, snap)
 
-    def _passes(self, diff: Diff, snap: Snapshot) -> tuple[CycleStatus, str | None]:
+    def _lease(self) -> bool:
+        store, target, cid = self.deps.store, self.req.target, self.req.correlation_id
+        if not store.acquire_lease(target, cid, self.req.policy.cycle_deadline_seconds + 60):
+            self._update(halt=Stop(status="busy",
+                                   reason="another cycle holds this target's lease"))
+            return False
+        self._update(fence=store.lease_fence(target, cid) or 0)
+        return True
+
+    def _passes(self, diff: Diff, snap: Snapshot) -> None:
         for iteration in range(1, self.req.policy.max_iterations + 1):
-            self.iterations = iteration
             plan = self._plan(diff, snap)
-            refusal = self._refusal(plan)
-            if refusal:
-                return refusal
+            record = PassRecord(number=iteration, plan_hash=plan.hash,
+                                needs_approval=plan.validation.needs_approval)
+            self.state = self.state.with_pass(record)
+            halt = plan_stop(plan) or self._unapproved(plan, iteration)
+            if halt:
+                self._update(halt=halt)
+                return
+            if plan.validation.needs_approval:
+                self._approve(plan)
+                record = record.model_copy(update={"approval": "approved"})
             result = self._actuate(plan)
             snap = self._sense_listed(snap)
             diff, drift = self._compare(snap)
             verdict = judge_pass(self.drifts, policy=self.req.policy, actuation_ok=result.ok,
                                  past_deadline=self._past_deadline(), iteration=iteration)
-            if verdict.status == "converged":
-                return self._settle(snap, drift, first=False)
-            if verdict.done:
-                return verdict.status or "failed", result.error or verdict.reason or None
-        return "max_iterations", None  # unreachable: judge_pass stops at the bound
+            within = verdict.status == "converged"
+            settled = within and self._settle(snap, first=False)
+            forward = self.deps.store.final_results(self.req.target, self.req.correlation_id)
+            record = record.model_copy(update={
+                "changed": changed_fields(plan.actions, forward),
+                "verified": Verified(drift=self.drifts[-1], within=within, settled=settled,
+                                     in_flight=len(snap.in_flight),
+                                     deadline=verdict.status == "deadline"),
+                "stop": None if within or not verdict.done else Stop(
+                    status=verdict.status or "failed", reason=result.error or verdict.reason
+                    or None)})
+            self.state = self.state.with_pass(record)
+            self._save()
+            if within or verdict.done:
+                return
 
-    def _refusal(self, plan: Plan) -> tuple[CycleStatus, str | None] | None:
-        if not plan.validation.ok:
-            return "failed", "plan rejected: " + "; ".join(plan.validation.errors)
+    def _unapproved(self, plan: Plan, iteration: int) -> Stop | None:
         approved = self.req.approve is True or self.req.approve == plan.hash
         if plan.validation.needs_approval and not approved:
-            return "needs_approval", "; ".join(plan.validation.approval_reasons)
-        if plan.validation.needs_approval:
-            self._approve(plan)
-        if only_conflicts(plan):  # blocked, reported and left alone: not a failed cycle
-            names = ", ".join(str(b.key) for b in plan.audit.blocked[:5])
-            return "blocked", f"{len(plan.audit.blocked)} conflict(s): {names}"
-        if plan.is_empty:
-            reasons = sorted({b.reason for b in plan.audit.blocked})
-            return "failed", "drift remains but every change is blocked: " + "; ".join(reasons)
+            return approval_stop(plan, iteration)
         return None
 
     def _approve(self, plan: Plan) -> None:
@@ -179,33 +218,26 @@ class _Cycle:
                               {"plan_hash": plan.hash, "surface": surface},
                               self.req.correlation_id)
 
-    def _settle(self, snap: Snapshot, drift: Drift, first: bool) -> tuple[CycleStatus, str | None]:
-        """Converged only if it stays within tolerance for the settling period."""
+    def _settle(self, snap: Snapshot, first: bool) -> bool:
+        """Whether it stays within tolerance for the settling period (``halt`` says why not)."""
         if snap.in_flight:  # waited for them until the deadline (_sense_listed)
-            return ("reported" if self.req.dry_run else "deadline"), in_flight_note(snap.in_flight)
+            self._update(halt=Stop(status="reported" if self.req.dry_run else "deadline",
+                                   reason=in_flight_note(snap.in_flight)))
+            return False
         settle = self.req.policy.settle_seconds
         if settle > 0:
             if self.clock.monotonic() + settle > self.deadline:
-                return "deadline", "no time left to confirm stability"
+                self._update(halt=Stop(status="deadline",
+                                       reason="no time left to confirm stability"))
+                return False
             self.clock.sleep(settle)
             snap = self._sense(snap)
             _, drift = self._compare(snap)
             if not within_tolerance(drift, self.req.policy.tolerance):
-                return "failed", "drift came back within the settling period"
-        if not first:
-            self._emit("converged", {"iterations": self.iterations, "magnitude": drift.magnitude})
-        return ("in_sync" if first else "converged"), None
-
-    def _report_only(
-        self, diff: Diff, snap: Snapshot, breaker: brk.BreakerState
-    ) -> tuple[CycleStatus, str | None]:
-        self._plan(diff, snap)
-        if not self.req.dry_run and not brk.allows_actuation(breaker):
-            return "breaker_open", f"circuit breaker open since {breaker.opened_at}: reset it"
-        return "reported", None
-
-    def _auto_applies(self, drift: Drift) -> bool:
-        return self.req.manual or drift.urgency in self.req.policy.auto_apply
+                self._update(halt=Stop(status="failed",
+                                       reason="drift came back within the settling period"))
+                return False
+        return True
 
     def _sense_listed(self, previous: Snapshot | None) -> Snapshot:
         """Sense; while creates are in flight (made, not listed yet: AWS is eventually
@@ -250,7 +282,6 @@ class _Cycle:
         diff, drift = compare(self.req.desired.resources, snap, rules=self.deps.rules,
                               policy=self.req.policy, kinds=self._kinds(), suppress=self.suppress)
         self.drifts.append(drift)
-        self.flapping.update(diff.suppressed)
         return diff, drift
 
     def _fights(self) -> frozenset[str]:
@@ -261,18 +292,19 @@ class _Cycle:
         recent = self.deps.store.recent_cycles(self.req.target, n)
         return flapping([(*o.changed_fields, *o.flapping) for o in recent], n)
 
-    def _plan(self, diff: Diff, snap: Snapshot) -> Plan:
+    def _plan(self, diff: Diff, snap: Snapshot, preview: bool = False) -> Plan:
         gate = self.deps.gate.check(snap, self.req.desired)
+        self.state = self.state.model_copy(update={"gate_passed": gate.passed})
         ctx = PlanContext(
             target=self.req.target, correlation_id=self.req.correlation_id,
             desired_version=self.req.desired.version, policy=self.req.policy,
             rules=self.deps.rules, now=self.clock.now(),
-            estimates=self.deps.store.duration_estimates(self.req.target),
+            estimates={} if preview else self.deps.store.duration_estimates(self.req.target),
             allow_deletions=gate.passed,
         )
         plan = make_plan(diff, snap, ctx)
         self.plans.append(plan)
-        if not self.req.dry_run:
+        if not preview:  # a preview (report only) is a look, as under Airflow
             self.deps.store.record_plan(plan, actor=self.req.actor)
         return plan
 
@@ -286,13 +318,11 @@ class _Cycle:
                             guard=self._guard(plan), results_log=self.deps.store)
         result = actuator.run(plan)
         self.actuations.append(result)
-        self.changed.update(changed_fields(plan.actions, result.results))
         return result
 
     def _guard(self, plan: Plan) -> ActuationGuard:
-        deadline_at = self.started + timedelta(seconds=self.req.policy.cycle_deadline_seconds)
-        mandate = Mandate(holder=self.req.correlation_id, fence=self.fence, plan_hash=plan.hash,
-                          deadline_at=deadline_at,
+        mandate = Mandate(holder=self.req.correlation_id, fence=self.state.fence,
+                          plan_hash=plan.hash, deadline_at=self.state.deadline_at,
                           rollback_grace_s=self.req.policy.rollback_grace_seconds)
         # a provider that can read one resource gets each update checked on a fresh read
         reader = cast(Reader, self.deps.provider) if hasattr(self.deps.provider, "read") else None
@@ -307,50 +337,9 @@ class _Cycle:
         self.deps.store.record_operator(self.req.target, self.req.actor, "breaker_reset",
                                         {"state": after.state}, self.req.correlation_id)
 
-    def _finish(self, status: CycleStatus, *, error: str | None = None, record: bool = True,
-                acted: bool = False) -> CycleReport:
-        outcome = self._outcome(status, error)
-        if self.flapping:
-            self._emit("oscillation_detected", {"fields": sorted(self.flapping),
-                                                "hint": "add them to ignore_fields"})
-        if record and not self.req.dry_run:
-            self.deps.store.record_cycle(outcome)
-        if acted:
-            self._update_breaker(outcome)
-        diff, snap = self.first or (None, None)
-        return CycleReport(outcome=outcome, diff=diff, plans=self.plans,
-                           actuations=self.actuations, snapshot=snap)
-
-    def _update_breaker(self, outcome: Outcome) -> None:
-        if count_cycle(self.deps.store, outcome, self.req.policy.breaker_failures,
-                       self.clock.now()):
-            self._emit("breaker_opened", {"reason": outcome.error})
-
-    def _outcome(self, status: CycleStatus, error: str | None = None) -> Outcome:
-        def count(state: ActionState) -> int:
-            return sum(r.count(state) for r in self.actuations)
-
-        first = self.drifts[0] if self.drifts else Drift()
-        last = self.drifts[-1] if self.drifts else Drift()
-        return Outcome(
-            target=self.req.target, correlation_id=self.req.correlation_id, status=status,
-            converged=status in ("converged", "in_sync"), started_at=self.started,
-            finished_at=self.clock.now(), iterations=self.iterations,
-            actions_succeeded=count("succeeded"), actions_failed=count("failed"),
-            actions_skipped=count("skipped"), initial_drift=first, final_drift=last,
-            desired_version=self.req.desired.version,
-            plan_hashes=tuple(p.hash for p in self.plans),
-            error=error, requeue_after_s=None if status in ("converged", "in_sync") else 60.0,
-            dry_run=self.req.dry_run, trigger="cli" if self.req.manual else "manual",
-            changed_fields=tuple(sorted(self.changed)), flapping=tuple(sorted(self.flapping)),
-        )
-
     def _emit(self, kind: EventType, detail: dict[str, object]) -> None:
-        event = Event(type=kind, target=self.req.target, correlation_id=self.req.correlation_id,
-                      at=self.clock.now(), detail=detail)
-        self.deps.events.emit(event)
-        if not self.req.dry_run:
-            self.deps.store.record_event(event, actor=self.req.actor)
+        emit(self.state, kind, detail, events=self.deps.events, store=self.deps.store,
+             at=self.clock.now())
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler.core.breaker import BreakerState
 from reconciler.core.gate import GateVerdict
@@ -24,6 +24,9 @@ from reconciler.core.model import (
     Snapshot,
 )
 
+if TYPE_CHECKING:
+    from reconciler.core.cycle import CycleState
+
 __all__ = [
     "Clock",
     "Observer",
@@ -41,6 +44,7 @@ __all__ = [
     "Approvals",
     "GuardStore",
     "CreateLedger",
+    "CycleStates",
     "Store",
     "BreakerState",
 ]
@@ -180,6 +184,15 @@ class CreateLedger(Protocol):
     def end_creates(self, target: str, keys: Sequence[ResourceKey]) -> None: ...
 
 
+class CycleStates(Protocol):
+    """A running cycle's state by correlation id (each Airflow task loads and saves it), and
+    each of its forward actions' final result."""
+
+    def save_cycle_state(self, state: CycleState) -> None: ...
+    def load_cycle_state(self, target: str, correlation_id: str) -> CycleState | None: ...
+    def final_results(self, target: str, correlation_id: str) -> Sequence[ActionResult]: ...
+
+
 class Store(CycleHistory, AuditLog, BreakerStore, Leases, Approvals, ListingMemory, CreateLedger,
-            Protocol):
+            CycleStates, Protocol):
     """Everything a cycle persists, composed from the small ports above."""
