@@ -1,4 +1,4 @@
-"""The ``reconcile`` command: validate, plan, apply, status, history, breaker reset, sim."""
+"""The ``reconcile`` command: validate, plan, apply, import, status, history, breaker reset, sim."""
 
 from __future__ import annotations
 
@@ -9,13 +9,24 @@ import json
 import logging
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from reconciler.core import breaker as brk
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState
 from reconciler.core.loop import CycleReport, run_cycle, summary
-from reconciler.core.model import KindStatus
-from reconciler.render import JsonLinesSink, ProgressBar, render_incomplete, render_report
+from reconciler.core.model import KindStatus, Plan
+from reconciler.core.ports import EventSink
+from reconciler.importcmd import import_fleet
+from reconciler.render import (
+    JsonLinesSink,
+    ProgressBar,
+    render_incomplete,
+    render_report,
+    versioned,
+    wants_color,
+    write_text,
+)
 from reconciler.runtime import FanOutSink, Target, load_target
 from reconciler.sinks import default_sink
 
@@ -39,35 +50,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", help="state store URL (default: $RECONCILER_STORE_URL or "
                         "sqlite under $RECONCILER_HOME)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--no-color", action="store_true", help=_NO_COLOR_HELP)
+    # a subcommand's --no-color must not reset the global one to False when left out
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS,
+                        help=_NO_COLOR_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in [("validate", "check the config and desired state"),
                         ("plan", "show drift and the plan (read-only)"),
                         ("apply", "run one full cycle"), ("status", "breaker and last cycle"),
                         ("history", "recent cycles")]:
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, parents=[common])
         p.add_argument("--target", required=True)
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name in ("plan", "apply"):
             p.add_argument("--only-kinds", nargs="+", metavar="KIND")
         if name == "apply":
-            p.add_argument("--yes", action="store_true",
-                           help="do not ask for confirmation (never approves a plan beyond "
-                                "policy: that takes --approve PLAN_HASH)")
-            p.add_argument("--approve", metavar="PLAN_HASH",
-                           help="approve the plan with this hash (from `plan` or a refused apply)")
-            p.add_argument("--dry-run", action="store_true")
-            p.add_argument("--reset-breaker", action="store_true")
+            _apply_options(p)
         if name == "history":
             p.add_argument("--limit", type=int, default=20)
-    breaker = sub.add_parser("breaker", help="circuit breaker")
+    _import_parser(sub, common)
+    breaker = sub.add_parser("breaker", help="circuit breaker", parents=[common])
     breaker.add_argument("action", choices=["reset"])
     breaker.add_argument("--target", required=True)
-    sim = sub.add_parser("sim", help="the simulated provider's demo fleet")
+    sim = sub.add_parser("sim", help="the simulated provider's demo fleet", parents=[common])
     sim.add_argument("action", choices=["seed", "drift"])
     sim.add_argument("--target", required=True)
     sim.add_argument("--fraction", type=float, default=0.3)
     sim.add_argument("--seed", type=int, default=7)
     return parser
+
+
+_NO_COLOR_HELP = "plain output (also: NO_COLOR set, or output not a terminal)"
+
+
+def _apply_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true",
+                   help="do not ask for confirmation on a terminal (never approves a plan "
+                        "beyond policy: that takes --approve PLAN_HASH)")
+    p.add_argument("--approve", metavar="PLAN_HASH",
+                   help="approve the plan with this hash (from `plan` or a refused apply)")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--reset-breaker", action="store_true")
+
+
+def _import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("import", parents=[common],
+                       help="write desired-state YAML for the live resources (adopt a fleet)")
+    p.add_argument("--target", required=True)
+    p.add_argument("--kind", action="append", metavar="KIND",
+                   help="only this kind (repeatable; default: every kind of the target)")
+    p.add_argument("--selector", action="append", metavar="KEY=VALUE", type=_selector,
+                   help="only resources with this tag/label (repeatable: all must match)")
+    p.add_argument("--out", metavar="PATH",
+                   help="write to this new file (default: standard output)")
+
+
+def _selector(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +144,10 @@ def cmd_plan(target: Target, args: argparse.Namespace) -> int:
 
 def cmd_apply(target: Target, args: argparse.Namespace) -> int:
     # --yes only skips a confirmation; a plan beyond policy is approved by its hash alone
+    if _interactive(args):
+        stop = _confirm(target, args)
+        if stop is not None:
+            return stop
     approve: bool | str = args.approve or False
     report = _cycle(target, args, dry_run=args.dry_run, approve=approve,
                     reset_breaker=args.reset_breaker, manual=True)
@@ -116,11 +163,71 @@ def cmd_apply(target: Target, args: argparse.Namespace) -> int:
               "nothing done; try again when it finishes", file=sys.stderr)
         return EXIT_BUSY
     if status == "needs_approval":
-        plan = report.plans[-1]
-        print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash}",
-              file=sys.stderr)
+        _needs_approval(report.plans[-1])
         return EXIT_APPROVAL
     return EXIT_OK if report.outcome.converged else EXIT_ERROR
+
+
+def _needs_approval(plan: Plan) -> None:
+    print(f"plan {plan.hash} needs approval: re-run with --approve {plan.hash}", file=sys.stderr)
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    """Ask before acting only when a person is at a terminal (stdin and stdout) and gave no
+    ``--yes``; off a terminal (cron, CI, pipes) ``apply`` acts without asking, as it always did."""
+    return not (args.yes or args.dry_run) and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirm(target: Target, args: argparse.Namespace) -> int | None:
+    """Show the plan and ask (Terraform's way): None to go on, or the exit code to stop with.
+
+    The answer is for the plan shown: it is made again just before the cycle, and if the fleet
+    or the desired state changed meanwhile nothing is applied. The confirmation approves
+    nothing beyond policy: such a plan still needs ``--approve`` with its hash.
+    """
+    preview = _cycle(target, args, dry_run=True, manual=True)
+    _show_preview(target, args, preview)
+    plan = preview.plans[0] if preview.plans else None
+    count = _change_count(plan)
+    if plan is None or not count or not plan.validation.ok:
+        return None  # nothing to confirm: the cycle records what it finds (in sync, blocked)
+    if plan.validation.needs_approval and args.approve != plan.hash:
+        _needs_approval(plan)
+        return EXIT_APPROVAL
+    question = "apply this 1 change?" if count == 1 else f"apply these {count} changes?"
+    if not _ask(f"{question} [y/N] "):
+        print("apply cancelled: nothing was changed (only y or yes applies)", file=sys.stderr)
+        return EXIT_ERROR
+    again = _cycle(target, args, dry_run=True, manual=True, quiet=True)
+    now = again.plans[0].hash if again.plans else "none"
+    if now != plan.hash:
+        print(f"the plan changed while you decided ({plan.hash[:12]} -> {now[:12]}): nothing "
+              "was changed; run apply again to see the new plan", file=sys.stderr)
+        return EXIT_ERROR
+    return None
+
+
+def _change_count(plan: Plan | None) -> int:
+    return 0 if plan is None else len(plan.actions)
+
+
+def _show_preview(target: Target, args: argparse.Namespace, report: CycleReport) -> None:
+    threshold = target.config.policy.completeness_threshold
+    unseen = incomplete_kinds(report, threshold)
+    data = {**_report_json(report), "preview": True, "result": plan_result(report, unseen)}
+    text = [render_report(report, outcome=False), *render_incomplete(unseen, threshold)]
+    _out(args, data, "\n".join(text))
+
+
+def _ask(question: str) -> bool:
+    """One line from the terminal: y or yes (any case) is yes; anything else, EOF or ^C is no."""
+    print(question, end="", flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _dry_run_result(target: Target, args: argparse.Namespace, report: CycleReport) -> str:
@@ -164,6 +271,11 @@ def _kind_json(status: KindStatus) -> dict[str, object]:
             "count": status.count, "errors": list(status.errors)}
 
 
+def cmd_import(target: Target, args: argparse.Namespace) -> int:
+    ok = import_fleet(target, args.kind, args.selector or (), args.out)
+    return EXIT_OK if ok else EXIT_ERROR
+
+
 def cmd_status(target: Target, args: argparse.Namespace) -> int:
     breaker = target.store.load_breaker(target.name)
     last = target.store.recent_cycles(target.name, 1)
@@ -184,7 +296,8 @@ def cmd_history(target: Target, args: argparse.Namespace) -> int:
     rows = [f"{o.finished_at:%F %T}  {o.status:<15} drift {o.initial_drift.magnitude:>6g}"
             f" -> {o.final_drift.magnitude:<6g} actions {o.actions_succeeded:>4} ok "
             f"{o.actions_failed:>3} failed  {o.correlation_id}" for o in cycles]
-    _out(args, [o.model_dump(mode="json") for o in cycles], "\n".join(rows) or "no cycles yet")
+    data = {"target": target.name, "cycles": [o.model_dump(mode="json") for o in cycles]}
+    _out(args, data, "\n".join(rows) or "no cycles yet")
     return EXIT_OK
 
 
@@ -218,9 +331,12 @@ def cmd_sim(target: Target, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cycle(target: Target, args: argparse.Namespace, **request: object) -> CycleReport:
+def _cycle(target: Target, args: argparse.Namespace, quiet: bool = False,
+           **request: object) -> CycleReport:
     desired = target.load_desired()
-    sinks = [default_sink(), JsonLinesSink() if args.json else ProgressBar()]
+    sinks: list[EventSink] = [default_sink()]
+    if not quiet:
+        sinks.append(JsonLinesSink() if args.json else ProgressBar())
     only = getattr(args, "only_kinds", None)
     req = target.request(desired, only_kinds=tuple(only) if only else None, actor=_actor(),
                          **request)
@@ -234,11 +350,16 @@ def _report_json(report: CycleReport) -> dict[str, object]:
     return data
 
 
-def _out(args: argparse.Namespace, data: object, text: str) -> None:
-    print(json.dumps(data, default=str) if getattr(args, "json", False) else text)
+def _out(args: argparse.Namespace, data: Mapping[str, Any], text: str) -> None:
+    """``data`` as one JSON document (``--json``, with ``format_version``), else ``text``,
+    coloured on a terminal unless ``--no-color`` or ``NO_COLOR`` says not to."""
+    if getattr(args, "json", False):
+        print(json.dumps(versioned(data), default=str), flush=True)
+        return
+    write_text(text, sys.stdout, wants_color(sys.stdout, getattr(args, "no_color", False)))
 
 
 COMMANDS: dict[str, Callable[[Target, argparse.Namespace], int]] = {
     "validate": cmd_validate, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
-    "history": cmd_history, "breaker": cmd_breaker, "sim": cmd_sim,
+    "history": cmd_history, "breaker": cmd_breaker, "sim": cmd_sim, "import": cmd_import,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -11,7 +12,9 @@ from reconciler.core.loop import CycleReport
 from reconciler.core.model import Diff, Event, KindStatus, Outcome, Plan
 
 __all__ = ["render_report", "render_outcome", "render_incomplete", "ProgressBar", "JsonLinesSink",
-           "short"]
+           "short", "FORMAT_VERSION", "versioned", "wants_color", "style_of", "write_text"]
+
+FORMAT_VERSION = 1  # of every JSON document the CLI prints; bumped only on a breaking change
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 _MAX_LINES = 200
@@ -68,7 +71,9 @@ def render_outcome(outcome: Outcome) -> list[str]:
     return lines
 
 
-def render_report(report: CycleReport) -> str:
+def render_report(report: CycleReport, outcome: bool = True) -> str:
+    """What a cycle saw, the drift, the first plan and (unless ``outcome`` is False: a preview
+    before a confirmation) how it ended."""
     lines: list[str] = []
     if report.snapshot is not None:
         snap = report.snapshot
@@ -83,7 +88,8 @@ def render_report(report: CycleReport) -> str:
         lines += render_diff(report.diff)
     if report.plans:
         lines += render_plan(report.plans[0])
-    lines += render_outcome(report.outcome)
+    if outcome:
+        lines += render_outcome(report.outcome)
     return "\n".join(lines)
 
 
@@ -104,6 +110,57 @@ def _clip(lines: list[str]) -> list[str]:
     if len(lines) <= _MAX_LINES:
         return lines
     return lines[:_MAX_LINES] + [f"  ... {len(lines) - _MAX_LINES} more lines (use --json)"]
+
+
+def versioned(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with ``format_version`` as its first key (every JSON document the CLI prints)."""
+    return {"format_version": FORMAT_VERSION, **data}
+
+
+def wants_color(stream: TextIO, no_color: bool = False,
+                environ: Mapping[str, str] = os.environ) -> bool:
+    """Colour only on a terminal, and never with ``--no-color`` or a non-empty ``NO_COLOR``
+    (https://no-color.org)."""
+    if no_color or environ.get("NO_COLOR", ""):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# (first token of a stripped line, style): the diff and plan symbols, then the headings
+_STYLES: tuple[tuple[str, str], ...] = (
+    ("+ ", "green"), ("~ ", "yellow"), ("- ", "red"), ("! ", "magenta"), ("= ", "cyan"),
+    ("blocked ", "red"), ("INVALID:", "bold red"), ("needs approval:", "bold yellow"),
+    ("Incomplete:", "bold red"), ("Outcome: converged", "bold green"),
+    ("Outcome: in_sync", "bold green"), ("Outcome:", "bold red"), ("Plan ", "bold"),
+    ("Drift: none", "bold green"), ("Drift:", "bold yellow"),
+)
+
+
+def style_of(line: str) -> str | None:
+    """The rich style of one rendered line, by its leading symbol or heading."""
+    stripped = line.lstrip()
+    return next((style for head, style in _STYLES if stripped.startswith(head)), None)
+
+
+def write_text(text: str, stream: TextIO, color: bool) -> None:
+    """Print rendered text; with ``color``, each line styled by :func:`style_of` (rich).
+
+    Without colour the text goes out byte for byte as rendered (pipes, files, ``NO_COLOR``),
+    and rich is not even imported.
+    """
+    if not color:
+        stream.write(text + "\n")
+        stream.flush()
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=stream, force_terminal=True, color_system="standard",
+                      highlight=False, markup=False, emoji=False, soft_wrap=True)
+    for line in text.split("\n"):
+        console.print(Text(line, style=style_of(line) or ""))
+    stream.flush()
 
 
 class ProgressBar:
@@ -135,5 +192,5 @@ class JsonLinesSink:
         self.stream = stream
 
     def emit(self, event: Event) -> None:
-        self.stream.write(event.model_dump_json() + "\n")
+        self.stream.write(json.dumps(versioned(event.model_dump(mode="json"))) + "\n")
         self.stream.flush()

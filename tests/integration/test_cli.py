@@ -89,7 +89,7 @@ def test_plan_apply_plan_follows_terraforms_exit_codes(env):
     assert "Outcome: converged" in apply.stdout
     assert reconcile(env, "plan", "--target", "lab").returncode == 0
     history = reconcile(env, "history", "--target", "lab", "--json")
-    cycles = json.loads(history.stdout)
+    cycles = json.loads(history.stdout)["cycles"]
     assert [c["status"] for c in cycles][0] == "converged"  # plans are read-only: not recorded
 
 
