@@ -133,3 +133,36 @@ def test_pagerduty_triggers_per_target_and_resolves_once_it_converged(dagbag, re
     link = approval["blocks"][-1]["elements"][0]["url"]
     assert "/dags/reconcile__paged/runs/" in link
     assert "/tasks/pass_1.approve/required_actions" in link
+
+
+def test_the_breaker_opening_and_closing_is_announced_once_each(receivers, tmp_path):
+    from types import SimpleNamespace
+
+    from reconciler.config import AlertsConfig
+    from reconciler.core import breaker as brk
+    from reconciler.store import open_store
+    from reconciler_airflow.notify import after_record
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    target = SimpleNamespace(name="web", store=store, config=SimpleNamespace(
+        alerts=AlertsConfig(slack_conn_id="rc_slack", pagerduty_conn_id="rc_pagerduty")))
+    failed = {"status": "failed", "converged": False, "correlation_id": "c1"}
+    store.update_breaker("web", lambda b: brk.after_cycle(b, True, 1, _now(), "boom"))
+    after_record(target, failed)
+    after_record(target, failed)  # still open: nothing new
+    store.update_breaker("web", brk.reset)
+    store.update_breaker("web", lambda b: brk.after_cycle(b, False, 1, _now()))
+    after_record(target, {"status": "converged", "converged": True, "correlation_id": "c2"})
+    after_record(target, {"status": "in_sync", "converged": True, "correlation_id": "c3"})
+    headers = [b["blocks"][0]["text"]["text"] for b in receivers["slack"].bodies]
+    assert headers == ["Circuit breaker of web opened: actuation stopped",
+                       "Circuit breaker of web closed: actuation resumed",
+                       "web converged: incident resolved"]
+    assert [(e["event_action"], e["dedup_key"]) for e in receivers["pagerduty"].bodies] == \
+        [("trigger", "reconciler/web"), ("resolve", "reconciler/web")]
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
