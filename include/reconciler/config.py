@@ -44,6 +44,7 @@ _NUMERIC_RANGE = re.compile(r"(?<![\d/])(\d+)-(\d+)")
 
 _Problem = tuple[str | None, SourceLocation, str]  # (target name or None for the file, where, what)
 _Tag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+_ConnId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=250)]
 _EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 
 
@@ -57,14 +58,25 @@ class ProviderConfig(BaseModel):
 
 
 class AlertsConfig(BaseModel):
-    """Where a late cycle or a critical drift is announced (Airflow deadline alerts, paging)."""
+    """Where a late cycle, a critical drift, a plan waiting for approval and the breaker's
+    moves are announced: the webhook, and Airflow's notifiers through connections."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     deadline: bool = True  # a DeadlineAlert at cycle_deadline_seconds after the run is queued
     webhook: StrictStr | None = Field(default=None, min_length=1)  # ${VAR} allowed
-    slack_conn_id: StrictStr | None = None
+    slack_conn_id: _ConnId | None = None  # a Slack incoming-webhook connection
+    pagerduty_conn_id: _ConnId | None = None  # a PagerDuty Events v2 connection
+    apprise_conn_id: _ConnId | None = None  # an Apprise connection
     smtp_to: tuple[StrictStr, ...] = ()
+    smtp_conn_id: _ConnId | None = None  # default: Airflow's [email] email_conn_id
+
+    @property
+    def channels(self) -> dict[str, Any]:
+        """The notifier channels, JSON-safe (deadline callbacks take them as kwargs)."""
+        return {"slack_conn_id": self.slack_conn_id, "pagerduty_conn_id": self.pagerduty_conn_id,
+                "apprise_conn_id": self.apprise_conn_id, "smtp_to": list(self.smtp_to),
+                "smtp_conn_id": self.smtp_conn_id}
 
 
 class AirflowOptions(BaseModel):

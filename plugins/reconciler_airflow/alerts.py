@@ -1,7 +1,8 @@
 """Alerts: the deadline-miss callback (runs in the triggerer) and critical-drift paging.
 
 Both go to the target's webhook (``alerts.webhook`` in the targets config, ``${VAR}`` expanded
-when sent, or ``RECONCILER_WEBHOOK_URL``) and, when configured, SMTP through Airflow's provider.
+when sent, or ``RECONCILER_WEBHOOK_URL``) and to the notifier channels the target configures
+(Slack, PagerDuty, Apprise, SMTP: see reconciler_airflow.notify).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> int:
 
 async def deadline_missed(target: str, webhook: str | None = None, deadline_s: float = 0,
                           context: dict[str, Any] | None = None,
-                          env: tuple[str, ...] | list[str] = ()) -> str:
+                          env: tuple[str, ...] | list[str] = (),
+                          channels: dict[str, Any] | None = None) -> str:
     """Airflow DeadlineAlert callback: the cycle of ``target`` is running late.
 
     Returns a short string: Airflow stores the result in a text column (a dict crashes the
@@ -62,32 +64,56 @@ async def deadline_missed(target: str, webhook: str | None = None, deadline_s: f
     log.warning("reconcile cycle of %s missed its %ss deadline: %s", target, deadline_s, payload)
     url = webhook_for(webhook, tuple(env))
     status = await asyncio.to_thread(post_json, url, payload) if url else 0
-    return f"webhook status {status}" if url else "no webhook configured"
+    sent = await _notify_late(target, payload, channels or {})
+    return (f"webhook status {status}" if url else "no webhook configured") + sent
+
+
+async def _notify_late(target: str, payload: dict[str, Any], channels: dict[str, Any]) -> str:
+    if not any(channels.values()):
+        return ""
+    from reconciler.notify import Notice
+    from reconciler_airflow.notify import aannounce
+
+    details = {k: payload[k] for k in ("deadline_s", "dag_id", "run_id", "queued_at")}
+    notice = Notice("deadline_missed", target, "error", details)
+    ledger = await asyncio.to_thread(_ledger, target) if channels.get("pagerduty_conn_id") else None
+    results = await aannounce(channels, notice, ledger)
+    return "; " + ", ".join(f"{k} {v}" for k, v in sorted(results.items()))
+
+
+def _ledger(target: str) -> Any:
+    from reconciler.notify import Ledger
+    from reconciler.store import open_store
+
+    try:
+        return Ledger(open_store(), target)
+    except Exception:  # no store here: the page goes out, the incident is not remembered
+        log.warning("no store for the notification ledger of %s", target, exc_info=True)
+        return None
 
 
 def page_critical(target: str, correlation_id: str, compared: dict[str, Any],
                   webhook: str | None = None, smtp_to: tuple[str, ...] = (),
-                  env: tuple[str, ...] = ()) -> int:
-    """Critical drift: page before acting. Returns the webhook status (0 when none)."""
+                  env: tuple[str, ...] = (), *, alerts: Any = None, store: Any = None) -> int:
+    """Critical drift: page before acting. Returns the webhook status (0 when none).
+
+    ``alerts`` (the target's AlertsConfig) supersedes ``webhook`` and ``smtp_to`` and adds its
+    notifier channels; with ``store`` a PagerDuty page is remembered until the target converges.
+    """
+    from reconciler.notify import Ledger
+    from reconciler_airflow.notify import announce, critical_notice
+
     drift = compared.get("drift", {})
     payload = {"event": "critical_drift", "target": target, "correlation_id": correlation_id,
                "urgency": drift.get("urgency"), "magnitude": drift.get("magnitude"),
                "counts": compared.get("counts")}
     log.error("CRITICAL drift on %s: %s", target, payload)
-    if smtp_to:
-        _email(smtp_to, f"[reconciler] critical drift on {target}", json.dumps(payload, indent=2))
+    channels = alerts.channels if alerts is not None else {"smtp_to": list(smtp_to)}
+    webhook = alerts.webhook if alerts is not None else webhook
+    announce(channels, critical_notice(target, correlation_id, compared),
+             Ledger(store, target) if store is not None else None)
     url = webhook_for(webhook, env)
     return post_json(url, payload) if url else 0
-
-
-def _email(to: tuple[str, ...], subject: str, body: str) -> None:
-    try:
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        with SmtpHook() as hook:
-            hook.send_email_smtp(to=list(to), subject=subject, html_content=f"<pre>{body}</pre>")
-    except Exception as exc:
-        log.warning("email page failed: %s", type(exc).__name__)
 
 
 def _get(obj: Any, name: str) -> Any:

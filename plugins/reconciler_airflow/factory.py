@@ -133,7 +133,8 @@ def _deadline(cfg: TargetConfig) -> DeadlineAlert | None:
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(seconds=seconds),
         callback=AsyncCallback("reconciler_airflow.alerts.deadline_missed",
                                kwargs={"target": cfg.name, "webhook": cfg.alerts.webhook,
-                                       "deadline_s": seconds, "env": list(cfg.env)}))
+                                       "deadline_s": seconds, "env": list(cfg.env),
+                                       "channels": cfg.alerts.channels}))
 
 
 def run_bound(cfg: TargetConfig) -> timedelta:
@@ -216,7 +217,8 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tupl
             target=name, pass_no=pass_no, task_id="approve",
             subject=f"Approve the reconcile plan for {name}",
             body=_approval_body(pass_no), defaults="Reject",
-            response_timeout=timedelta(seconds=policy.cycle_deadline_seconds))
+            response_timeout=timedelta(seconds=policy.cycle_deadline_seconds),
+            notifiers=_approval_notifiers(cfg, pass_no))
         plan >> approve >> actuate
     # not downstream of approve: a rejection skips approve's direct downstream (actuate),
     # and verify still observes and reports the unapproved drift
@@ -227,6 +229,17 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tupl
                           trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     [plan, actuate] >> verify
     return verify, actuate
+
+
+def _approval_notifiers(cfg: TargetConfig, pass_no: int) -> list[Any]:
+    """Chat and email channels hear of a plan waiting for a human (PagerDuty does not: a
+    waiting approval is not an incident); nothing to build when none is configured."""
+    channels = {**cfg.alerts.channels, "pagerduty_conn_id": None}
+    if not any(channels.values()):
+        return []
+    from reconciler_airflow.notify import ApprovalNotifier
+
+    return [ApprovalNotifier(target=cfg.name, pass_no=pass_no, channels=channels)]
 
 
 def _approval_body(pass_no: int) -> str:

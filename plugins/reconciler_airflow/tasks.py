@@ -123,9 +123,9 @@ def report(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
 def page(target: str, compared: dict[str, Any]) -> int:
     from reconciler_airflow.alerts import page_critical
 
-    config = _step(target).target.config
-    return page_critical(target, correlation_id(target), compared, config.alerts.webhook,
-                         config.alerts.smtp_to, config.env)
+    where = _step(target).target
+    return page_critical(target, correlation_id(target), compared, env=where.config.env,
+                         alerts=where.config.alerts, store=where.store)
 
 
 def _keep_going(target: str, pass_no: int) -> dict[str, Any]:
@@ -215,6 +215,10 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
                         ctx["run_id"], diff_ref=state.diff_ref or None,
                         preview_ref=(ti.xcom_pull(task_ids="report") or {}).get("plan_ref"))
     outcome = step.record(failed_tasks=_failed_tasks(ctx))
+    if not state.dry_run:
+        from reconciler_airflow.notify import after_record
+
+        after_record(step.target, outcome)  # breaker opened/closed; resolve a page once converged
     if outcome["status"] in FAILING:
         # recorded first; now fail the run so the grid, deadline alerts and on-call see it
         raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")

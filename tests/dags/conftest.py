@@ -44,6 +44,12 @@ TARGET_POLICIES = {
     "broken": "",
     "demo": "",
     "settle": ", settle_seconds: 3",
+    "paged": ", max_delete_fraction: 0.0, auto_apply: [low, high, critical]",
+}
+# targets that announce through Airflow's notifiers (connections set by tests/dags/test_notify.py)
+NOTIFIER_ALERTS = {
+    "paged": ", slack_conn_id: rc_slack, pagerduty_conn_id: rc_pagerduty, "
+             "apprise_conn_id: rc_apprise",
 }
 # targets whose DAG carries a DeadlineAlert (cycle_deadline_seconds after queueing)
 DEADLINE_TARGETS = {"demo"}
@@ -78,7 +84,7 @@ def _write_targets() -> None:
               schedule: "10m"
               policy: {FAST % extra}
               alerts: {{deadline: {str(name in DEADLINE_TARGETS).lower()},
-                        webhook: "${{RECONCILER_TEST_WEBHOOK}}"}}
+                        webhook: "${{RECONCILER_TEST_WEBHOOK}}"{NOTIFIER_ALERTS.get(name, "")}}}
               airflow: {{retries: 2, retry_delay_seconds: 0.2}}
             """), "  "))
     TARGETS.write_text("\n".join(lines) + "\n")
