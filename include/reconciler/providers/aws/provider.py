@@ -14,6 +14,7 @@ from reconciler.providers.aws.calls import AwsStats, Caller
 from reconciler.providers.aws.ec2 import Ec2Instances
 from reconciler.providers.aws.ecs import EcsClusters
 from reconciler.providers.aws.ecs_services import EcsServices
+from reconciler.providers.aws.logscrub import install as withhold_task_definition_bodies
 from reconciler.providers.aws.session import AwsOptions, ClientFactory, parse_options
 
 __all__ = ["AWS_KINDS", "AwsProvider"]
@@ -53,6 +54,7 @@ class AwsProvider:
         monotonic: Callable[[], float] = time.monotonic,
         clear_spec: ClearSpec | None = None,
     ) -> None:
+        withhold_task_definition_bodies()
         self.target = target
         self.options = parse_options(options)
         self.stats = AwsStats()
