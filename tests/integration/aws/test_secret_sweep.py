@@ -118,7 +118,6 @@ def test_no_env_value_and_no_webhook_secret_appear_anywhere(tmp_path: Path, moto
     arn = ecs.describe_services(cluster="apps", services=["api"])["services"][0]["taskDefinition"]
     sent = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
     assert {"name": "API_TOKEN", "value": CANARY} in sent["containerDefinitions"][0]["environment"]
-    assert any("127.0.0.1:9" in o for o in outputs), "the failing webhook was not logged"
     assert hook.bodies, "the webhook got no events: the sweep would prove nothing"
     pages = _cycle_pages(home)
     assert pages and any("api" in p for p in pages)
