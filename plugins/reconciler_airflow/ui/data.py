@@ -141,7 +141,7 @@ def _change_view(change: dict[str, Any]) -> dict[str, Any]:
     before, after = change.get("before"), change.get("after")
     if is_digest(before) or is_digest(after):
         return {"path": change.get("path"), "secret": True}
-    return {**change, "before": hidden(before), "after": hidden(after)}
+    return {**change, "secret": False, "before": hidden(before), "after": hidden(after)}
 
 
 def _diff_view(diff: dict[str, Any]) -> dict[str, Any]:

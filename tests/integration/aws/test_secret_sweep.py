@@ -41,7 +41,8 @@ def _world(root: Path, moto_url: str) -> tuple[Path, Path]:
                   image: nginx:1.27
                   memory: 256
                   environment: {{API_TOKEN: "{CANARY}", LOG_LEVEL: info}}
-                  secrets: [{{name: DB_PASSWORD, value_from: "arn:aws:ssm:us-east-1:123456789012:parameter/db"}}]
+                  secrets:
+                    - {{name: DB_PASSWORD, value_from: "arn:aws:ssm:us-east-1:1:parameter/db"}}
         """))
     config = root / "targets.yaml"
     config.write_text(textwrap.dedent(f"""\

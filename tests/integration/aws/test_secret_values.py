@@ -1,5 +1,5 @@
 """Container environment values against moto: sent to ECS in clear, kept everywhere else as
-keyed digests; drift still seen (as a change of digest); ``secrets`` (valueFrom) compared in clear."""
+keyed digests; drift still seen (a change of digest); ``secrets`` (valueFrom) compared in clear."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from reconciler.providers.aws.tags import (
     tag_changes,
 )
 
-__all__ = ["ClearSpec", "KindContext", "KindHandler", "Listing", "desired_spec", "check_owned", "tag_plan",
-           "normalised"]
+__all__ = ["ClearSpec", "KindContext", "KindHandler", "Listing", "desired_spec", "check_owned",
+           "tag_plan", "normalised"]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ERRORS = 20
