@@ -140,10 +140,12 @@ class MotoProcess:
         self.stop()
 
 
-def _provider(url: str, target: str) -> Any:
+def _provider(url: str, target: str, desired_source: str | None = None) -> Any:
+    from reconciler.desired.clear import clear_source
     from reconciler.providers.aws import AwsProvider
 
-    return AwsProvider(target, {"endpoint_url": url, "emulator": True})
+    source = clear_source(desired_source) if desired_source else None
+    return AwsProvider(target, {"endpoint_url": url, "emulator": True}, clear_spec=source)
 
 
 def converge(provider: Any, desired: DesiredState, target: str) -> Any:
@@ -170,12 +172,12 @@ def seed_aws_demo(url: str, *, target: str = DEMO_TARGET,
     from reconciler.desired import load_desired_dir
 
     reset(url)
-    provider = _provider(url, target)
+    state = desired or load_desired_dir(DEMO_DESIRED)
+    provider = _provider(url, target, state.source_uri)
     ec2, ecs = provider.client("ec2"), provider.client("ecs")
     ec2.create_launch_template(LaunchTemplateName=DEMO_LAUNCH_TEMPLATE,
                                LaunchTemplateData={"ImageId": "ami-0c02fb55956c7d316",
                                                    "InstanceType": "t3.small"})
-    state = desired or load_desired_dir(DEMO_DESIRED)
     report = converge(provider, state, target)
     if not report.outcome.converged:
         raise RuntimeError(f"seeding failed: {report.outcome.status}: {report.outcome.error}")

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.loop import CycleReport
-from reconciler.core.model import Diff, Event, KindStatus, Outcome, Plan
+from reconciler.core.model import Diff, Event, FieldChange, KindStatus, Outcome, Plan
+from reconciler.digests import is_digest
 
 __all__ = ["render_report", "render_outcome", "render_incomplete", "ProgressBar", "JsonLinesSink",
            "short", "FORMAT_VERSION", "versioned", "wants_color", "style_of", "write_text"]
@@ -28,8 +29,7 @@ def short(value: Any, limit: int = 60) -> str:
 def render_diff(diff: Diff) -> list[str]:
     lines = [f"  + {r.key}" for r in diff.additions]
     for mod in diff.modifications:
-        fields = ", ".join(f"{c.path}: {short(c.before, 30)} -> {short(c.after, 30)}"
-                           for c in mod.changes[:4])
+        fields = ", ".join(_change(c) for c in mod.changes[:4])
         lines.append(f"  ~ {mod.key}  ({fields}{', ...' if len(mod.changes) > 4 else ''})")
     lines += [f"  - {r.key}" for r in diff.deletions]
     lines += [f"  ! {k}  (exists but is not owned by this target: left alone)"
@@ -37,6 +37,12 @@ def render_diff(diff: Diff) -> list[str]:
     lines += [f"  = {k}  (protected-orphaned: not desired, but protected: kept)"
               for k in diff.protected_orphans]
     return _clip(lines)
+
+
+def _change(c: FieldChange) -> str:
+    if is_digest(c.before) or is_digest(c.after):  # a secret value: only that it changed
+        return f"{c.path}: changed"
+    return f"{c.path}: {short(c.before, 30)} -> {short(c.after, 30)}"
 
 
 def render_plan(plan: Plan) -> list[str]:

@@ -86,7 +86,7 @@ def correlation_id_for_run(target: str, run_id: str) -> str:
     return f"{target}-{content_hash(run_id)}"
 
 
-def build_provider(cfg: TargetConfig) -> Provider:
+def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provider:
     if cfg.provider.type == "simulated":
         from reconciler.providers.simulated import Faults, SimulatedProvider
 
@@ -96,9 +96,13 @@ def build_provider(cfg: TargetConfig) -> Provider:
         Path(state).parent.mkdir(parents=True, exist_ok=True)
         return SimulatedProvider(state, faults=faults, **opts)
     if cfg.provider.type == "aws":
+        from reconciler.desired.clear import clear_source
         from reconciler.providers.aws import AwsProvider
 
-        return AwsProvider(cfg.name, cfg.provider.options)
+        # container environment values are kept as digests; a new task definition reads them
+        # from the desired source at the moment it is registered (reconciler.desired.clear)
+        source = clear_source(resolve_desired(cfg, config_file)) if config_file else None
+        return AwsProvider(cfg.name, cfg.provider.options, clear_spec=source)
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
 
 
@@ -144,4 +148,4 @@ def load_target(name: str, config: str | None = None, store_url: str | None = No
         known = ", ".join(sorted(cfg.targets)) or "none"
         raise InvalidConfig(f"{path}: no target {name!r} (known: {known})")
     target_cfg = cfg.targets[name]
-    return Target(target_cfg, path, build_provider(target_cfg), open_store(store_url))
+    return Target(target_cfg, path, build_provider(target_cfg, path), open_store(store_url))

@@ -72,7 +72,9 @@ class ActuateOperator(BaseOperator):
     @staticmethod
     def _open(target: str, cid: str) -> Any:
         from reconciler.pipeline import Step
+        from reconciler_airflow import digestkey
 
+        digestkey.install()
         return Step.open(target, cid)
 
 

@@ -29,7 +29,9 @@ def correlation_id(target: str) -> str:
 
 def _step(target: str) -> Any:
     from reconciler.pipeline import Step
+    from reconciler_airflow import digestkey
 
+    digestkey.install()
     return Step.open(target, correlation_id(target))
 
 

@@ -1,5 +1,8 @@
 """No credential anywhere: a recognisable fake AWS secret, every CLI command and a full DAG cycle
-with debug logging, then a scan of logs, artifacts, XComs, the state store and the UI pages."""
+with debug logging, then a scan of logs, artifacts, XComs, the state store and the UI pages.
+
+The same scan covers container environment values: the demo's declared ``PAYMENTS_URL`` value
+and a canary in a live service the target does not own are kept only as digests."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from tests.dags.conftest import HOME, ROOT, STATE
 
 SECRET = "rEcOnCiLeRfAkEsEcReT0123456789abcdefGHIJ"
 KEY_ID = "AKIARECONCILERTEST01"
+DECLARED_ENV = "http://ledger.internal:8080"  # include/desired/aws_demo/workloads.yaml
+UNOWNED_ENV = "canary-DagTest-unowned-env-value-77"
+NEEDLES = (SECRET, DECLARED_ENV, UNOWNED_ENV)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -24,7 +30,7 @@ def _files_with_secret(*roots: Path) -> list[str]:
     hits = []
     for root in roots:
         for path in [root] if root.is_file() else root.rglob("*"):
-            if path.is_file() and SECRET.encode() in path.read_bytes():
+            if path.is_file() and any(n.encode() in path.read_bytes() for n in NEEDLES):
                 hits.append(str(path))
     return hits
 
@@ -41,6 +47,7 @@ def test_the_secret_key_appears_nowhere(dagbag, capfd, monkeypatch):
         with MotoProcess() as moto:
             endpoint_file().write_text(moto.url + "\n")
             seed_aws_demo(moto.url, target="cloud")
+            _unowned_service(moto.url)
             dr, states = support.run(dagbag, "cloud")
             assert dr.state == "success", states
             for args in (["validate"], ["plan", "--json"], ["apply", "--yes"], ["status"],
@@ -59,8 +66,20 @@ def test_the_secret_key_appears_nowhere(dagbag, capfd, monkeypatch):
         logging.getLogger().setLevel(logging.WARNING)
     captured = capfd.readouterr()
     outputs += [captured.out, captured.err]
-    assert len(outputs) > 15 and not [o for o in outputs if SECRET in o]
+    assert len(outputs) > 15 and not [o for o in outputs if any(n in o for n in NEEDLES)]
     assert _files_with_secret(STATE, HOME / "airflow") == []  # store, artifacts, XComs, logs
+
+
+def _unowned_service(url: str) -> None:
+    import boto3
+
+    ecs = boto3.client("ecs", endpoint_url=url, region_name="us-east-1")
+    ecs.create_cluster(clusterName="theirs")
+    arn = ecs.register_task_definition(family="theirs", containerDefinitions=[{
+        "name": "app", "image": "x:1", "memory": 128,
+        "environment": [{"name": "TOKEN", "value": UNOWNED_ENV}]}])["taskDefinition"][
+        "taskDefinitionArn"]
+    ecs.create_service(cluster="theirs", serviceName="other", taskDefinition=arn, desiredCount=1)
 
 
 def _ui_pages() -> list[str]:

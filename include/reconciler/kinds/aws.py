@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from reconciler.core.kinds import KindRules
+from reconciler.digests import digest, keeping_clear
 
 __all__ = [
     "OWNERSHIP_PREFIX",
@@ -24,6 +25,7 @@ __all__ = [
     "AutoScalingGroupSpec",
     "EcsClusterSpec",
     "PortMapping",
+    "EcsSecret",
     "EcsContainerSpec",
     "EcsServiceSpec",
     "EC2_INSTANCE_RULES",
@@ -124,14 +126,53 @@ class PortMapping(_Spec):
         return data
 
 
+class EcsSecret(_Spec):
+    """An environment variable ECS fills from SSM Parameter Store or Secrets Manager.
+
+    ``value_from`` is the parameter's or secret's ARN (or SSM name): a pointer, not the value,
+    so it is kept and compared in clear. The recommended way to give a container a secret.
+    """
+
+    name: str = Field(min_length=1, max_length=255)
+    value_from: str = Field(min_length=1, max_length=2048)
+
+
 class EcsContainerSpec(_Spec):
+    """One container. ``environment`` values are digested (reconciler.digests) as soon as the
+    spec is validated: only ``hmac:...`` digests are ever kept, compared or shown."""
+
     name: str = Field(pattern=_NAME)
     image: str = Field(min_length=1, max_length=255)
     cpu: int = Field(default=0, ge=0, le=65536)
     memory: int = Field(default=128, ge=6, le=1_000_000)
     essential: bool = True
     environment: dict[str, str] = Field(default_factory=dict)
+    secrets: list[EcsSecret] | None = None  # None (left out) and [] both mean none
     port_mappings: list[PortMapping] = Field(default_factory=list)
+
+    @field_validator("environment")
+    @classmethod
+    def _digested(cls, value: dict[str, str]) -> dict[str, str]:
+        if keeping_clear():
+            return value
+        return {k: digest(v) for k, v in value.items()}
+
+    @field_validator("secrets")
+    @classmethod
+    def _sorted_secrets(cls, value: list[EcsSecret] | None) -> list[EcsSecret] | None:
+        if not value:
+            return None
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError("secret names must be unique within a container")
+        return sorted(value, key=lambda s: s.name)
+
+    @model_validator(mode="after")
+    def _env_or_secret(self) -> EcsContainerSpec:
+        both = sorted(set(self.environment) & {s.name for s in self.secrets or ()})
+        if both:
+            raise ValueError(f"{', '.join(both)}: set in both environment and secrets")
+        return self
 
 
 class EcsServiceSpec(_Spec):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from reconciler.config import config_path, load_config_lenient
 from reconciler.core.model import Outcome
+from reconciler.digests import is_digest
 from reconciler.store import SqlStore, open_store
 from reconciler.store_schema import cycles
 from reconciler_airflow.ui.runlinks import RUN_LINK, run_link
@@ -121,12 +122,35 @@ def read_artifact(ref: str | None) -> tuple[Any, str | None]:
         return None, f"{ref}: {type(exc).__name__}"
 
 
+HIDDEN = "(hidden)"
+
+
+def hidden(value: Any) -> Any:
+    """``value`` with every digest of a secret value (reconciler.digests) shown as "(hidden)"."""
+    if is_digest(value):
+        return HIDDEN
+    if isinstance(value, dict):
+        return {k: hidden(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hidden(v) for v in value]
+    return value
+
+
+def _change_view(change: dict[str, Any]) -> dict[str, Any]:
+    """A field change; one between digests is only "changed": the digests mean nothing to read."""
+    before, after = change.get("before"), change.get("after")
+    if is_digest(before) or is_digest(after):
+        return {"path": change.get("path"), "secret": True}
+    return {**change, "secret": False, "before": hidden(before), "after": hidden(after)}
+
+
 def _diff_view(diff: dict[str, Any]) -> dict[str, Any]:
     def key(k: dict[str, Any]) -> str:
         return f"{k['kind']}/{k['name']}"
 
-    adds = [{"key": key(r["key"]), "spec": r.get("spec")} for r in diff.get("additions", ())]
-    mods = [{"key": key(m["key"]), "changes": list(m.get("changes", ()))}
+    adds = [{"key": key(r["key"]), "spec": hidden(r.get("spec"))}
+            for r in diff.get("additions", ())]
+    mods = [{"key": key(m["key"]), "changes": [_change_view(c) for c in m.get("changes", ())]}
             for m in diff.get("modifications", ())]
     dels = [{"key": key(r["key"]), "managed": r.get("managed", True)}
             for r in diff.get("deletions", ())]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,20 +20,24 @@ from reconciler.providers.aws.tags import (
     tag_changes,
 )
 
-__all__ = ["KindContext", "KindHandler", "Listing", "desired_spec", "check_owned", "tag_plan",
-           "normalised"]
+__all__ = ["ClearSpec", "KindContext", "KindHandler", "Listing", "desired_spec", "check_owned",
+           "tag_plan", "normalised"]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ERRORS = 20
+# a resource's spec as the desired source declares it now, values in clear (None: not declared)
+ClearSpec = Callable[[ResourceKey], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
 class KindContext:
-    """What a kind module needs: the target it acts for, the caller and the options."""
+    """What a kind module needs: the target it acts for, the caller and the options; and where
+    to read values kept only as digests when they must be sent (see ecs_services)."""
 
     target: str
     caller: Caller
     options: AwsOptions
+    clear_spec: ClearSpec | None = None
 
 
 def desired_spec(action: Action, model: type[M], spec: Mapping[str, Any] | None = None) -> M:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
+from reconciler.digests import digest
 from reconciler.kinds.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.providers.aws.base import (
     KindContext,
@@ -29,6 +31,7 @@ __all__ = ["SERVICE_KIND", "EcsServices", "containers_to_aws", "containers_from_
 
 SERVICE_KIND = "ecs.Service"
 _DESCRIBE_SERVICES = 10  # DescribeServices takes at most 10 names
+_REVISIONS = 10  # revisions of a family searched for one whose containers match (an undo)
 
 
 def family(target: str, name: str) -> str:
@@ -37,6 +40,8 @@ def family(target: str, name: str) -> str:
 
 
 def containers_to_aws(containers: list[EcsContainerSpec]) -> list[dict[str, Any]]:
+    """Container definitions as RegisterTaskDefinition takes them (environment values as given:
+    the caller resolves them to clear values, see ``EcsServices._clear``)."""
     out = []
     for c in containers:
         ports = []
@@ -45,24 +50,44 @@ def containers_to_aws(containers: list[EcsContainerSpec]) -> list[dict[str, Any]
             if p.host_port is not None:
                 port["hostPort"] = p.host_port
             ports.append(port)
-        out.append({
+        definition: dict[str, Any] = {
             "name": c.name, "image": c.image, "cpu": c.cpu, "memory": c.memory,
             "essential": c.essential, "portMappings": ports,
             "environment": [{"name": k, "value": v} for k, v in sorted(c.environment.items())],
-        })
+        }
+        if c.secrets:
+            definition["secrets"] = [{"name": s.name, "valueFrom": s.value_from}
+                                     for s in c.secrets]
+        out.append(definition)
     return out
 
 
 def containers_from_aws(definitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Container definitions in the spec's form; environment values digested right here, for
+    owned and unowned services alike, so no value outlives this call."""
     return [normalised(EcsContainerSpec, {
         "name": d.get("name", ""), "image": d.get("image", ""), "cpu": d.get("cpu", 0),
         "memory": d.get("memory") or d.get("memoryReservation") or 0,
         "essential": d.get("essential", True),
-        "environment": {e["name"]: e.get("value", "") for e in d.get("environment") or ()},
+        "environment": {str(e.get("name", "")): digest(str(e.get("value", "")))
+                        for e in d.get("environment") or ()},
+        **({"secrets": [{"name": x.get("name", ""), "value_from": x.get("valueFrom", "")}
+                        for x in d["secrets"]]} if d.get("secrets") else {}),
         "port_mappings": [{"container_port": p.get("containerPort"), "host_port": p.get("hostPort"),
                            "protocol": p.get("protocol", "tcp")}
                           for p in d.get("portMappings") or ()],
     }) for d in definitions]
+
+
+def _matching(digests: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, str] | None:
+    """``values`` for every name in ``digests`` if each digests to it, else None."""
+    out = {}
+    for name, want in digests.items():
+        value = values.get(name)
+        if not isinstance(value, str) or digest(value) != want:
+            return None
+        out[name] = value
+    return out
 
 
 def _cluster_of(service: dict[str, Any]) -> str:
@@ -183,7 +208,13 @@ class EcsServices(KindHandler):
         return live[0] if live else None
 
     def _task_definition(self, action: Action, spec: EcsServiceSpec) -> str:
-        """The latest revision of the family if its containers match, else a new revision."""
+        """The latest revision of the family if its containers match, else a new revision.
+
+        The spec holds environment digests; a new revision needs the values, read from the
+        desired source now and checked against the digests (``_clear``). When they cannot be
+        had (an undo restores values no source holds, or the source changed since this cycle
+        read it), an older revision of the family with the same containers is used instead.
+        """
         fam = family(self.ctx.target, action.target.name)
         wanted = [c.model_dump(mode="json") for c in spec.containers]
         try:
@@ -193,11 +224,48 @@ class EcsServices(KindHandler):
                 return str(definition["taskDefinitionArn"])
         except PermanentError:
             pass  # no revision yet
+        clear = self._clear(action, spec)
+        if clear is None:
+            return self._earlier_revision(action, fam, wanted)
         tags = ownership_tags(self.ctx.target, action.target.name, False)
         made = self.call("ecs", "register_task_definition", family=fam,
-                         containerDefinitions=containers_to_aws(list(spec.containers)),
+                         containerDefinitions=containers_to_aws(clear),
                          tags=[{"key": k, "value": v} for k, v in tags.items()])
         return str(made["taskDefinition"]["taskDefinitionArn"])
+
+    def _clear(self, action: Action, spec: EcsServiceSpec) -> list[EcsContainerSpec] | None:
+        """The containers with clear environment values whose digests are the spec's, or None.
+
+        Values come from the desired source at this moment (``KindContext.clear_spec``), never
+        from the plan, which holds digests only; they live in memory for this one call.
+        """
+        if not any(c.environment for c in spec.containers):
+            return list(spec.containers)
+        found = self.ctx.clear_spec(action.target) if self.ctx.clear_spec else None
+        if found is None:
+            return None
+        declared = {str(c.get("name")): c.get("environment") or {}
+                    for c in found.get("containers") or () if isinstance(c, Mapping)}
+        out = []
+        for container in spec.containers:
+            values = _matching(container.environment, declared.get(container.name, {}))
+            if values is None:
+                return None
+            out.append(container.model_copy(update={"environment": values}))
+        return out
+
+    def _earlier_revision(self, action: Action, fam: str, wanted: list[dict[str, Any]]) -> str:
+        found = self.call("ecs", "list_task_definitions", familyPrefix=fam, status="ACTIVE",
+                          sort="DESC", maxResults=100)
+        arns = [a for a in found.get("taskDefinitionArns", ())
+                if str(a).rpartition("/")[2].rpartition(":")[0] == fam]
+        for arn in arns[:_REVISIONS]:
+            if self._containers(arn) == wanted:
+                return str(arn)
+        raise AwsTemporaryError(
+            f"{action.type} {action.target}: the container environment to send is not in the "
+            "desired source as this cycle read it (the source changed since, or it is an undo "
+            "of values no revision holds); the next cycle acts on the current version")
 
     def _create(self, action: Action, spec: EcsServiceSpec) -> OperationResult:
         name = action.target.name

@@ -9,11 +9,12 @@ from typing import Any, Protocol
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.providers.aws.autoscaling import AutoScalingGroups
-from reconciler.providers.aws.base import KindContext
+from reconciler.providers.aws.base import ClearSpec, KindContext
 from reconciler.providers.aws.calls import AwsStats, Caller
 from reconciler.providers.aws.ec2 import Ec2Instances
 from reconciler.providers.aws.ecs import EcsClusters
 from reconciler.providers.aws.ecs_services import EcsServices
+from reconciler.providers.aws.logscrub import install as withhold_task_definition_bodies
 from reconciler.providers.aws.session import AwsOptions, ClientFactory, parse_options
 
 __all__ = ["AWS_KINDS", "AwsProvider"]
@@ -38,6 +39,9 @@ class AwsProvider:
     ``options`` are the target's ``provider.options`` (see ``AwsOptions``); ``session`` is a
     ready boto3 session (tests, Airflow). ``sleep``/``monotonic`` drive every wait and
     deadline, so tests pass a fake clock. ``stats`` counts API calls and mutating calls.
+    ``clear_spec`` reads a resource's spec from the desired source with its values in clear,
+    for the one call that must send them (reconciler.desired.clear); without it, a container
+    environment can only be sent as a revision that already exists.
     """
 
     def __init__(
@@ -48,13 +52,16 @@ class AwsProvider:
         *,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        clear_spec: ClearSpec | None = None,
     ) -> None:
+        withhold_task_definition_bodies()
         self.target = target
         self.options = parse_options(options)
         self.stats = AwsStats()
         self._factory = ClientFactory(self.options, session)
         self.caller = Caller(self._factory, self.stats, sleep=sleep, monotonic=monotonic)
-        ctx = KindContext(target=target, caller=self.caller, options=self.options)
+        ctx = KindContext(target=target, caller=self.caller, options=self.options,
+                          clear_spec=clear_spec)
         served = set(self.options.kinds or AWS_KINDS)
         unknown = served - AWS_KINDS
         if unknown:
