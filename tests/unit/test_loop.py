@@ -318,3 +318,15 @@ def test_a_cli_cycle_audits_its_action_events_and_who_approved_which_plan():
     assert approval["actor"] == "cli:alice" and approval["detail"]["plan_hash"] == plan_hash
     audited = [e.type for e in rig.store.events if e.correlation_id == "c-2"]
     assert audited.count("action_started") == 2 and audited.count("action_completed") == 2
+
+
+def test_with_policy_adopt_a_name_held_by_an_unowned_resource_is_taken_over():
+    """The simulated provider adopts as AWS does: only an update that asks to (policy.adopt)."""
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n2")
+    rig.provider.put("sim.Node", "n2", node(), managed=False)  # someone else's, as desired
+    policy = FAST.model_copy(update={"adopt": True})
+    first = rig.cycle(FLEET, policy)
+    assert first.outcome.status == "converged", first.outcome.error
+    assert rig.provider.get("sim.Node", "n2").managed
+    assert rig.cycle(FLEET, policy).outcome.status == "in_sync"

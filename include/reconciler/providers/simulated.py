@@ -52,6 +52,7 @@ _PageStatus = Literal["ok", "failed", "throttled", "timeout"]
 _GET = "SELECT spec_json, managed, protected, created_token FROM resources WHERE kind=? AND name=?"
 _INSERT = "INSERT INTO resources VALUES (?, ?, ?, 1, ?, ?, ?)"
 _UPDATE = "UPDATE resources SET spec_json = ?, protected = ? WHERE kind = ? AND name = ?"
+_ADOPT = "UPDATE resources SET managed = 1 WHERE kind = ? AND name = ?"
 _DELETE = "DELETE FROM resources WHERE kind = ? AND name = ?"
 
 
@@ -130,8 +131,11 @@ def _upsert(db: sqlite3.Connection, action: Action, spec: dict[str, Any]) -> Ope
         db.execute(_INSERT, (key.kind, key.name, canonical_json(spec), protected, pid, token))
         return "created"
     current, managed, protected, created_token = row
-    if not managed:
+    adopting = action.type == "update" and action.params.get("adopt") is True
+    if not managed and not adopting:  # only an update that asks to adopt it (policy.adopt)
         raise PermanentError(f"{action.type} {key}: not owned by this target")
+    if not managed:
+        db.execute(_ADOPT, (key.kind, key.name))
     want_protected = int(bool(action.params.get("protected", protected)))
     # a create replayed with its token is the same create: the cloud returns what it made
     if action.type == "create" and created_token == token:
@@ -139,7 +143,7 @@ def _upsert(db: sqlite3.Connection, action: Action, spec: dict[str, Any]) -> Ope
     # an update merges only the fields its plan names; the others stay as the fleet has them
     spec_json = canonical_json(merged(from_json(current), spec, fields_of(action)))
     if current == spec_json and protected == want_protected:
-        return "unchanged"
+        return "unchanged" if managed else "updated"
     db.execute(_UPDATE, (spec_json, want_protected, key.kind, key.name))
     return "updated"
 
