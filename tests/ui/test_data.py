@@ -123,3 +123,7 @@ def test_each_action_shows_one_state_now_pending_done_failed_or_rolled_back():
                       ("create:sim.Node/c", "failed", 1),
                       ("create:sim.Node/d", "pending", 0),
                       ("create:sim.Node/b#undo", "succeeded", 1)}
+    # an action whose start is recorded but no result yet is running, not pending
+    running = {(v["action_id"], v["state"])
+               for v in data.action_states(rows, [planned(*ids)], {"create:sim.Node/d"})}
+    assert ("create:sim.Node/d", "running") in running

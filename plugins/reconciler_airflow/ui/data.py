@@ -198,9 +198,10 @@ def _action_view(row: dict[str, Any]) -> dict[str, Any]:
             "finished_at": p.get("finished_at"), "duration_s": p.get("duration_s")}
 
 
-def action_states(rows: list[dict[str, Any]],
-                  plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def action_states(rows: list[dict[str, Any]], plans: list[dict[str, Any]],
+                  started: set[str] | None = None) -> list[dict[str, Any]]:
     """One line per action of the cycle, in its state now: ``pending`` (planned, not started),
+    ``running`` (started — its ``action_started`` event is in ``started`` — no result yet),
     ``succeeded``, ``failed``, ``skipped``, or ``rolled_back`` (succeeded, then undone), from its
     last recorded result (``attempts`` counts every try), then the rollback's own results.
     ``rows`` are the cycle's action rows, oldest first."""
@@ -216,9 +217,11 @@ def action_states(rows: list[dict[str, Any]],
     for aid in undone & last.keys():
         if last[aid]["state"] == "succeeded":
             last[aid] = {**last[aid], "state": "rolled_back"}
+    running = started or set()
     pending = [{"action_id": a["id"], "key": f"{a['target']['kind']}/{a['target']['name']}",
-                "type": a["type"], "state": "pending", "wave": w["index"], "rollback": False,
-                "attempts": 0, "outcome": None, "error": None, "duration_s": None}
+                "type": a["type"], "state": "running" if a["id"] in running else "pending",
+                "wave": w["index"], "rollback": False, "attempts": 0, "outcome": None,
+                "error": None, "duration_s": None}
                for plan in plans[-1:] for w in plan["payload"].get("waves", ())
                for a in w["actions"] if a["id"] not in last]
     return sorted([*last.values(), *pending], key=lambda v: (v["wave"] or 0, v["action_id"])) \
@@ -251,7 +254,9 @@ def cycle_detail(st: SqlStore, name: str, correlation_id: str) -> dict[str, Any]
         "outcome": outcome.model_dump(mode="json") if outcome else None,
         "diff": _diff_view(diff) if isinstance(diff, dict) else None, "diff_note": diff_note,
         "plans": plans,
-        "actions": action_states(by_kind.get("action", []), by_kind.get("plan", [])),
+        "actions": action_states(by_kind.get("action", []), by_kind.get("plan", []),
+                                 {r["action_id"] for r in by_kind.get("event", [])
+                                  if r["payload"]["type"] == "action_started"}),
         "events": [{"at": _iso(r["at"]), "type": r["payload"]["type"],
                     "action_id": r["action_id"], "detail": r["payload"].get("detail", {})}
                    for r in by_kind.get("event", [])],
