@@ -116,11 +116,14 @@ def test_airflow_batches_of_a_degraded_wave_are_at_most_its_parallelism():
 
 
 def test_the_simulated_provider_reports_its_injected_throttles_and_latency():
-    rig = Rig.make(Faults(throttle_rate=0.5, latency_s=0.01), seed=3)
-    rig.cycle([want(f"sim.Node/n{i}", node()) for i in range(120)], Policy(fidelity=FidelityPolicy(
-        throttles=10_000, retries=10_000)))
-    obs = rig.provider.observe("sim.Node", 60.0)
+    from reconciler.providers.simulated import seed_demo
+    from tests.builders import desired_state
+
+    rig = Rig.make(Faults(throttle_rate=0.9, latency_s=0.01), seed=3)
+    seed_demo(rig.provider, desired_state(*(want(f"sim.Node/n{i}", node()) for i in range(120))))
+    obs = rig.provider.observe("sim.Node", 60.0)  # three pages, each attempt throttled at 90%
     assert obs.throttled > 0 and obs.retries > 0 and obs.page_latency_s >= 0.01
+    assert rig.provider.observe("sim.Workload", 60.0).throttled >= 0
 
 
 class Throttled:
