@@ -11,6 +11,7 @@ from reconciler.core.actuate import Actuator
 from reconciler.core.errors import PlanRejected
 from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.model import Approval, Plan
+from reconciler.core.rollback import restore_point, to_undo
 from reconciler.runtime import FanOutSink, SystemClock
 from reconciler.sinks import AuditSink
 
@@ -110,9 +111,10 @@ class ActuationSteps:
         return True
 
     def rollback(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Undo the failed wave's completed reversible actions, newest first (all batches),
-        after telling the batches still waiting for their wave to stand down. ``summary`` is
-        the failed pass's plan summary (its ref and the mandate its batches ran under)."""
+        """Undo back to the latest rollback point the plan names at or before the failed wave
+        (core.rollback), newest first (all batches), after telling the batches still waiting
+        for their wave to stand down. ``summary`` is the failed pass's plan summary (its ref
+        and the mandate its batches ran under)."""
         plan = self.load_plan(summary["plan_ref"])
         self.abort(plan.hash, "a batch failed")
         rows = self.target.store.audit_rows(target=self.name, kind="action",
@@ -120,16 +122,16 @@ class ActuationSteps:
         final = final_results(rows, {a.id for a in plan.actions})
         failed_waves = sorted({r["wave"] for r in final.values() if r["state"] == "failed"})
         if not failed_waves:  # a failed attempt that a retry then fixed is no failure
-            return {"rolled_back": 0, "wave": None}
-        wave = plan.waves[failed_waves[0]]
-        done = {aid: r["finished_at"] for aid, r in final.items()
-                if r["state"] == "succeeded" and r["wave"] == wave.index}
-        newest_first = sorted((a for a in wave.actions if a.id in done),
-                              key=lambda a: done[a.id], reverse=True)
+            return {"rolled_back": 0, "wave": None, "point": None}
+        failed = failed_waves[0]
+        point = restore_point(plan, failed)
+        done = {aid: r["finished_at"] for aid, r in final.items() if r["state"] == "succeeded"}
         undo = self._actuator(self._guard(plan, summary)).rollback_actions(
-            wave.index, newest_first, "a batch of this wave failed")
+            failed, to_undo(plan, point, failed, done), "a batch of this wave failed",
+            point=point)
         return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
-                "failed": sum(1 for r in undo if r.state == "failed"), "wave": wave.index}
+                "failed": sum(1 for r in undo if r.state == "failed"), "wave": failed,
+                "point": point}
 
     def _actuator(self, guard: ActuationGuard) -> Actuator:
         """One batch's executor. Under Airflow the pool's slots (max_parallel) are the
@@ -165,14 +167,20 @@ class BatchRefused(PlanRejected):
 
 def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:
     """Cut every wave into batches, in wave order; a batch references a slice of the plan
-    artifact, so a 10,000-action plan is a few hundred small XCom entries (<= MAX_MAPPED)."""
+    artifact, so a 10,000-action plan is a few hundred small XCom entries (<= MAX_MAPPED).
+
+    A batch applies its actions one at a time, so a wave's batches are the most actions that
+    can run at once. A degraded plan (core.fidelity) cuts each wave into at most its
+    ``degradation.max_parallel`` batches: fewer actions at once, whatever the pool's slots."""
     total = sum(len(w.actions) for w in plan.waves)
     size = max(batch_size, math.ceil(total / max(1, MAX_MAPPED - len(plan.waves))))
+    cap = plan.degradation.max_parallel
     out = []
     for wave in plan.waves:
         n = len(wave.actions)
+        wave_size = size if cap is None else max(size, math.ceil(n / max(1, cap)))
         out += [{"plan_ref": ref, "hash": plan.hash, "wave": wave.index, "batch": b,
-                 "start": start, "end": min(n, start + size),
+                 "start": start, "end": min(n, start + wave_size),
                  "label": f"wave {wave.index + 1} batch {b + 1}"}
-                for b, start in enumerate(range(0, n, size))]
+                for b, start in enumerate(range(0, n, wave_size))]
     return out

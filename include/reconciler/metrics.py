@@ -8,7 +8,11 @@ import here, so a metric can never fail or slow a cycle.
 
 Names (after the prefix, ``<t>`` the target):
 
-- ``reconciler.<t>.snapshot.completeness`` / ``.resources`` (gauges), ``.latency`` (timer, ms)
+- ``reconciler.<t>.snapshot.completeness`` / ``.resources`` (gauges), ``.latency`` (timer, ms),
+  ``.fidelity`` (0 full, 1 degraded, 2 stale), ``.throttles`` / ``.retries`` (gauges, summed
+  over kinds)
+- ``reconciler.<t>.cycle.degraded`` (0/1, gauge): the cycle's first snapshot was observed
+  under load (core.fidelity), so it ran fewer actions at once and deleted nothing
 - ``reconciler.<t>.drift.magnitude`` / ``.urgency`` (0 none, 1 low, 2 high, 3 critical) /
   ``.resources`` (gauges)
 - ``reconciler.<t>.actions.<create|update|delete>.<succeeded|failed>`` (counters);
@@ -108,6 +112,9 @@ class Metrics:
         self.gauge(target, "snapshot.completeness", snap.completeness)
         self.gauge(target, "snapshot.resources", len(snap.resources))
         self.timing(target, "snapshot.latency", snap.latency_s * 1000)
+        self.gauge(target, "snapshot.fidelity", FIDELITY_RANK[snap.fidelity])
+        self.gauge(target, "snapshot.throttles", sum(k.throttled for k in snap.kinds.values()))
+        self.gauge(target, "snapshot.retries", sum(k.retries for k in snap.kinds.values()))
 
     def drift(self, target: str, drift: Drift) -> None:
         self.gauge(target, "drift.magnitude", drift.magnitude)
@@ -126,6 +133,8 @@ class Metrics:
 
     def event(self, event: Event) -> None:
         self.incr(event.target, f"events.{event.type}")
+        if event.type == "cycle_finished" and "fidelity" in event.detail:  # both drivers
+            self.gauge(event.target, "cycle.degraded", 1 if event.detail.get("degraded") else 0)
         if event.type in ("action_completed", "action_failed") and event.action_id:
             kind, _, rest = event.action_id.partition(":")
             group = "rollbacks" if rest.endswith("#undo") else "actions"
@@ -158,6 +167,9 @@ class Metrics:
                 sock.sendto(f"{self.name(target, name)}:{value}".encode(), address)
         except OSError:  # a full buffer or an unreachable agent: metrics are best effort
             pass
+
+
+FIDELITY_RANK = {"full": 0, "degraded": 1, "stale": 2}
 
 
 def _number(value: float) -> str:

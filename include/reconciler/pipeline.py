@@ -35,9 +35,11 @@ from reconciler.core.cycle import (
     drift_detail,
     emit,
     finish,
+    observed,
     plan_stop,
 )
 from reconciler.core.errors import PlanRejected
+from reconciler.core.fidelity import degraded
 from reconciler.core.gate import GateVerdict
 from reconciler.core.inflight import settled_creates
 from reconciler.core.model import DesiredState, Diff, Drift, EventType, Plan, Snapshot
@@ -143,7 +145,8 @@ class Step(ActuationSteps):
         options = SenseOptions(deadline_s=policy.sense_deadline_seconds,
                                last_counts=store.listing_counts(self.name, self.correlation_id),
                                doubt_empty_from=policy.doubt_empty_from,
-                               pending=pending, pending_ttl_s=policy.create_pending_seconds)
+                               pending=pending, pending_ttl_s=policy.create_pending_seconds,
+                               fidelity=policy.fidelity)
         snap = sense(self.target.provider, kinds or list(self.target.kinds()), target=self.name,
                      correlation_id=self.correlation_id, clock=SystemClock(), options=options)
         if remember:
@@ -158,7 +161,9 @@ class Step(ActuationSteps):
                 "in_flight": len(snap.in_flight),
                 "kinds": {k: {"completeness": s.completeness, "errors": list(s.errors[:3])}
                           for k, s in snap.kinds.items()},
-                "complete_enough": snap.completeness >= self.policy.completeness_threshold}
+                "complete_enough": snap.completeness >= self.policy.completeness_threshold,
+                # the sensors poke this much less often while the provider is under load
+                "poke_factor": degraded(snap, policy).poke_factor}
 
     def desired(self) -> DesiredState:
         """The desired state of this cycle: read from the source once (by ``validate``) and
@@ -192,14 +197,15 @@ class Step(ActuationSteps):
                 label: str = "diff") -> dict[str, Any]:
         """The cycle's first compare (``label`` "diff"): its drift, events and state; a later
         one (verify's) only observes."""
-        desired, _, diff, drift = self._diff(snapshot_ref, kinds)
+        desired, snap, diff, drift = self._diff(snapshot_ref, kinds)
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  diff.model_dump(mode="json"))
         self.metrics.drift(self.name, drift)
         if label == "diff":
             state = self.update(initial_drift=drift, diff_ref=ref, snapshot_ref=snapshot_ref,
                                 desired_version=desired.version,
-                                flapping=tuple(sorted(diff.suppressed)))
+                                flapping=tuple(sorted(diff.suppressed)),
+                                **observed(snap, self.policy))
             if drift.drifted:
                 self.emit("drift_detected", drift_detail(drift), state)
             if diff.suppressed:
@@ -348,6 +354,7 @@ class Step(ActuationSteps):
         settled = within and now - (since or now) >= self.policy.settle_seconds
         rest = sum(result["counts"][k] for k in ("add", "modify", "delete", "in_flight"))
         return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
+                "poke_factor": sensed["poke_factor"],
                 "within_since": since, "settled": settled, "pass": pass_no,
                 "in_flight": waiting,
                 "conflicts_only": [] if rest else result["conflicts"]}

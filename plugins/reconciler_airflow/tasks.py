@@ -83,11 +83,24 @@ def sense(target: str) -> PokeReturnValue:
                       remember=not params.get("dry_run"))
     if seen["complete_enough"]:
         return PokeReturnValue(is_done=True, xcom_value=seen)
+    _pace_pokes(seen["poke_factor"])
     if _since_run_start() >= step.policy.sense_deadline_seconds:
         log.warning("sense deadline reached with completeness %.2f: going on; no deletions for "
                     "incomplete kinds: %s", seen["completeness"], seen["kinds"])
         return PokeReturnValue(is_done=True, xcom_value={**seen, "incomplete": True})
     return PokeReturnValue(is_done=False)
+
+
+def _pace_pokes(factor: float) -> None:
+    """Poke less often while the provider is under load (core.fidelity): the sensor's next
+    reschedule uses its ``poke_interval``, which each try gets afresh from the DAG, so this
+    slows the next poke only; the DAG's own interval is kept as the base."""
+    from reconciler.core.fidelity import poke_interval
+
+    task = get_current_context()["task"]
+    base = getattr(task, "_reconciler_base_poke", None) or float(task.poke_interval)
+    object.__setattr__(task, "_reconciler_base_poke", base)
+    task.poke_interval = poke_interval(base, factor)
 
 
 def validate(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +212,8 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
         done, result = True, {**result, "deadline": True}  # say so, rather than time out
     if done:
         step.verified(pass_no, result)
+    else:
+        _pace_pokes(result["poke_factor"])
     return PokeReturnValue(is_done=done, xcom_value=result if done else None)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconciler.core.errors import PermanentError, TemporaryError
+from reconciler.core.fidelity import parallel_for
 from reconciler.core.guard import ActuationGuard, Refused
 from reconciler.core.inflight import claim_create
 from reconciler.core.model import (
@@ -24,6 +25,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.policy import Policy
 from reconciler.core.ports import Applier, Clock, CreateLedger, EventSink, ResultLog
+from reconciler.core.rollback import restore_point, to_undo
 
 __all__ = ["Actuator", "backoff_delay"]
 
@@ -55,10 +57,13 @@ class Actuator:
     _done: int = 0
     _total: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _completion: list[str] = field(default_factory=list)
+    _completion: list[str] = field(default_factory=list)  # succeeded ids, in completion order
+    _parallel: int = 1
 
     def run(self, plan: Plan) -> ActuationResult:
         self._total = len(plan.actions)
+        self._parallel = parallel_for(plan, self.policy)  # fewer at once when degraded
+        self._completion = []
         results: dict[str, ActionResult] = {}
         rollback: list[ActionResult] = []
         error: str | None = None
@@ -72,7 +77,7 @@ class Actuator:
             if failed and error is None:
                 error = f"{failed[0].action_id}: {failed[0].error}"
             if failed and self.policy.on_failure == "rollback":
-                rollback = self._rollback(wave, wave_results, error or "")
+                rollback = self._rollback(plan, wave, error or "")
         ordered = tuple(results[a.id] for a in plan.actions)
         return ActuationResult(results=ordered, rollback=tuple(rollback), error=error)
 
@@ -80,8 +85,7 @@ class Actuator:
         blocked = {r.action_id for r in prior.values() if r.state in ("failed", "skipped")}
         runnable = [a for a in wave.actions if not blocked.intersection(a.depends_on)]
         out = self._skip([a for a in wave.actions if a not in runnable], "a dependency failed")
-        self._completion = []
-        workers = max(1, min(self.policy.max_parallel, len(runnable)))
+        workers = max(1, min(self._parallel, len(runnable)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for result in pool.map(self._run_action, runnable):
                 out[result.action_id] = result
@@ -180,27 +184,31 @@ class Actuator:
         self._log(list(out.values()))
         return out
 
-    def _rollback(
-        self, wave: Wave, results: dict[str, ActionResult], error: str
-    ) -> list[ActionResult]:
-        by_id = {a.id: a for a in wave.actions}
-        done = [by_id[a] for a in reversed(self._completion) if results[a].state == "succeeded"]
-        return self.rollback_actions(wave.index, done, error)
+    def _rollback(self, plan: Plan, wave: Wave, error: str) -> list[ActionResult]:
+        """Back to the latest rollback point the plan names at or before the failed wave."""
+        point = restore_point(plan, wave.index)
+        order = {aid: n for n, aid in enumerate(self._completion)}
+        return self.rollback_actions(wave.index, to_undo(plan, point, wave.index, order), error,
+                                     point=point)
 
     def rollback_actions(
-        self, wave: int, newest_first: Sequence[Action], error: str
+        self, wave: int, newest_first: Sequence[Action], error: str, *, point: int | None = None
     ) -> list[ActionResult]:
-        """Undo completed reversible actions of a wave, newest first; keep the original error.
+        """Undo completed reversible actions back to rollback point ``point`` (the fleet before
+        that wave; default: the failed wave's own), newest first; keep the original error.
 
         Also used across processes, when a wave's batches ran as separate tasks.
         """
-        undo = [a.inverse for a in newest_first if a.reversible and a.inverse is not None]
-        self._emit_cycle("rollback_initiated", {"wave": wave, "actions": len(undo),
-                                                 "error": error})
+        point = wave if point is None else point
+        undo = [a.inverse.model_copy(update={"wave": a.wave})
+                for a in newest_first if a.reversible and a.inverse is not None]
+        self._emit_cycle("rollback_initiated", {
+            "wave": wave, "point": point, "waves": list(range(point, wave + 1)),
+            "actions": len(undo), "error": error})
         out = []
         for inverse in undo:
             self._total += 1
-            out.append(self._run_action(inverse.model_copy(update={"wave": wave})))
+            out.append(self._run_action(inverse))
         return out
 
     def _log(self, results: list[ActionResult]) -> None:

@@ -21,15 +21,18 @@ from typing import Literal
 
 from reconciler.core import breaker as brk
 from reconciler.core.convergence import count_cycle, in_window, within_tolerance
+from reconciler.core.fidelity import degraded
 from reconciler.core.model import (
     ActionResult,
     CycleStatus,
     Drift,
     Event,
     EventType,
+    Fidelity,
     Frozen,
     Outcome,
     Plan,
+    Snapshot,
 )
 from reconciler.core.plan import only_conflicts
 from reconciler.core.policy import Policy
@@ -38,7 +41,7 @@ from reconciler.core.ports import EventSink, Store
 __all__ = [
     "Route", "Stop", "Verified", "PassRecord", "CycleState", "decide_route", "plan_stop",
     "approval_stop", "blocked_stop", "conclude", "make_outcome", "finish", "emit",
-    "drift_detail",
+    "drift_detail", "observed",
 ]
 
 RouteName = Literal["record", "report", "plan", "page"]
@@ -108,6 +111,8 @@ class CycleState(Frozen):
     snapshot_ref: str = ""  # the first snapshot
     diff_ref: str = ""  # the first diff
     flapping: tuple[str, ...] = ()
+    fidelity: Fidelity = "full"  # the first snapshot's, and why it was degraded (core.fidelity)
+    degraded: tuple[str, ...] = ()
     route: Route | None = None
     halt: Stop | None = None  # decisive early stop: busy, a rejected plan, nothing to do
     fence: int = 0  # the lease's fencing token while this cycle holds it
@@ -248,7 +253,7 @@ def make_outcome(state: CycleState, forward: Sequence[ActionResult], *,
         error=stop.reason, dry_run=state.dry_run, trigger=state.trigger,
         interval_start=state.interval_start,
         changed_fields=tuple(sorted({c for p in state.passes for c in p.changed})),
-        flapping=state.flapping,
+        flapping=state.flapping, fidelity=state.fidelity, degraded=state.degraded,
     )
 
 
@@ -279,9 +284,17 @@ def finish(state: CycleState, forward: Sequence[ActionResult], *, policy: Policy
         emit(state, "converged", {"iterations": outcome.iterations,
                                   "magnitude": outcome.final_drift.magnitude},
              events=events, store=store, at=now)
-    emit(state, "cycle_finished", {"status": outcome.status, "error": outcome.error},
+    emit(state, "cycle_finished", {"status": outcome.status, "error": outcome.error,
+                                   "fidelity": outcome.fidelity,
+                                   "degraded": list(outcome.degraded)},
          events=events, store=store, at=now)
     return outcome
+
+
+def observed(snapshot: Snapshot, policy: Policy) -> dict[str, object]:
+    """What the cycle state keeps of how its first snapshot was observed (shown with the
+    outcome): its fidelity and why it counted as under load."""
+    return {"fidelity": snapshot.fidelity, "degraded": degraded(snapshot, policy).reasons}
 
 
 def drift_detail(drift: Drift) -> dict[str, object]:

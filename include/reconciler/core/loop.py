@@ -21,8 +21,10 @@ from reconciler.core.cycle import (
     drift_detail,
     emit,
     finish,
+    observed,
     plan_stop,
 )
+from reconciler.core.fidelity import degraded, poke_interval
 from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.inflight import in_flight_note, settled_creates
 from reconciler.core.kinds import KindRegistry
@@ -141,7 +143,8 @@ class _Cycle:
         snap = self._sense_listed(None)
         diff, drift = self._compare(snap)
         self.first = (diff, snap)
-        self._update(initial_drift=drift, flapping=tuple(sorted(diff.suppressed)))
+        self._update(initial_drift=drift, flapping=tuple(sorted(diff.suppressed)),
+                     **observed(snap, self.req.policy))
         if drift.drifted:
             self._emit("drift_detected", drift_detail(drift))
         if diff.suppressed:
@@ -243,15 +246,17 @@ class _Cycle:
         """Sense; while creates are in flight (made, not listed yet: AWS is eventually
         consistent), sense again with growing pauses, until listed or the cycle deadline."""
         snap = self._sense(previous)
-        pause = self.req.policy.in_flight_poll_seconds
+        base = self.req.policy.in_flight_poll_seconds
         for _ in range(100):  # bounded twice: polls and the deadline
             if not snap.in_flight or self.req.dry_run:
                 break
+            # polls less often while the provider is under load (core.fidelity)
+            pause = poke_interval(base, degraded(snap, self.req.policy).poke_factor)
             left = self.deadline - self.clock.monotonic()
             if left <= pause:
                 break
             self.clock.sleep(pause)
-            pause = min(pause * 1.5, 30.0)
+            base = min(base * 1.5, 30.0)
             snap = self._sense(snap)
         return snap
 
@@ -262,7 +267,8 @@ class _Cycle:
                                               max(0.001, self.deadline - self.clock.monotonic())),
                                last_counts=self.last_counts,
                                doubt_empty_from=policy.doubt_empty_from,
-                               pending=pending, pending_ttl_s=policy.create_pending_seconds)
+                               pending=pending, pending_ttl_s=policy.create_pending_seconds,
+                               fidelity=policy.fidelity)
         snap = sense(self.deps.provider, self._kinds(), target=self.req.target,
                      correlation_id=self.req.correlation_id, clock=self.clock,
                      options=options, previous=previous)

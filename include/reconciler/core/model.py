@@ -14,8 +14,8 @@ __all__ = [
     "ActionState", "OperationResult", "ResourceKey", "DesiredResource", "DesiredState",
     "ObservedResource", "Observation", "KindStatus", "Snapshot", "FieldChange", "Modification",
     "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange", "PlanValidation",
-    "PlanAudit", "Plan", "Approval", "PendingCreate", "ActionResult", "Event", "EventType",
-    "ActuationResult", "CycleStatus", "Outcome", "canonical_json", "content_hash",
+    "PlanAudit", "Degradation", "Plan", "Approval", "PendingCreate", "ActionResult", "Event",
+    "EventType", "ActuationResult", "CycleStatus", "Outcome", "canonical_json", "content_hash",
 ]
 
 Urgency = Literal["none", "low", "high", "critical"]
@@ -101,7 +101,10 @@ class Observation(Frozen):
     resources: tuple[ObservedResource, ...]
     completeness: float = Field(ge=0.0, le=1.0)
     errors: tuple[str, ...] = ()
+    # load while listing (core.fidelity): throttling errors, retried calls, seconds per page
     throttled: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0)
+    page_latency_s: float = Field(default=0.0, ge=0.0)  # mean; 0 when not measured
 
 
 class KindStatus(Frozen):
@@ -115,6 +118,9 @@ class KindStatus(Frozen):
     errors: tuple[str, ...] = ()
     stale_age_s: float | None = None
     doubted_empty: bool = False  # listed empty while the last cycle listed many: not believed
+    throttled: int = 0  # the load facts of its listing (Observation), kept for core.fidelity
+    retries: int = 0
+    page_latency_s: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -218,7 +224,7 @@ class Action(Frozen):
 
 
 class Wave(Frozen):
-    """Actions that may run in parallel; a rollback point sits before every wave."""
+    """Actions that may run in parallel, after every action of the waves before."""
 
     index: int
     actions: tuple[Action, ...]
@@ -253,8 +259,23 @@ class PlanAudit(Frozen):
     max_risk: Risk = "low"
 
 
+class Degradation(Frozen):
+    """What a snapshot observed under load changes in the cycle (core.fidelity.degraded):
+    no reasons, no change. ``max_parallel`` None: the policy's."""
+
+    reasons: tuple[str, ...] = ()
+    max_parallel: int | None = None
+    allow_deletions: bool = True
+    poke_factor: float = 1.0
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.reasons)
+
+
 class Plan(Frozen):
-    """An ordered, validated, hashable sequence of waves."""
+    """An ordered, validated, hashable sequence of waves. ``rollback_points`` are wave indexes:
+    point ``p`` is the fleet as it was before wave ``p`` ran (core.rollback)."""
 
     target: str
     correlation_id: str
@@ -264,6 +285,7 @@ class Plan(Frozen):
     validation: PlanValidation
     audit: PlanAudit
     hash: str
+    degradation: Degradation = Field(default_factory=Degradation)
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -389,6 +411,8 @@ class Outcome(Frozen):
     flapping: tuple[str, ...] = ()  # fields left alone because something keeps reverting them
     trigger: str = "manual"  # cli | manual | scheduled | backfill | asset_triggered
     interval_start: datetime | None = None  # the Airflow data interval / logical date, if any
+    fidelity: Fidelity = "full"  # the first snapshot's
+    degraded: tuple[str, ...] = ()  # why it counted as observed under load (core.fidelity)
 
     @property
     def counts_as_failure(self) -> bool:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.compare import ignore_patterns
+from reconciler.core.fidelity import degraded
 from reconciler.core.fields import masked, update_fields
 from reconciler.core.gcpause import without_gc
 from reconciler.core.graph import VIRTUAL_PREFIX, layer
@@ -17,6 +18,7 @@ from reconciler.core.model import (
     Action,
     ActionType,
     BlockedChange,
+    Degradation,
     DesiredResource,
     Diff,
     Modification,
@@ -33,6 +35,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.planhash import plan_hash
 from reconciler.core.policy import Policy
+from reconciler.core.rollback import rollback_points
 
 __all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_preconditions",
            "CONFLICT", "only_conflicts"]
@@ -72,24 +75,27 @@ def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     blocked = [BlockedChange(key=k, change="delete", reason=PROTECTED_ORPHAN)
                for k in diff.protected_orphans]
     blocked += [BlockedChange(key=k, change="create", reason=CONFLICT) for k in diff.conflicts]
+    degradation = degraded(snapshot, ctx.policy)
     applies = _apply_actions(diff, snapshot, ctx, blocked)
-    deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked)
+    deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked, degradation)
     deps = _dependencies(applies, deletes, diff, ctx.rules)
     levels, cycle = layer(list(applies) + list(deletes), deps)
     actions = {**applies, **deletes}
     waves = _waves(actions, levels, deps)
     errors = [f"dependency cycle: {' -> '.join(cycle)}"] if cycle else []
     validation = _validate(waves, snapshot, ctx.policy, errors)
-    audit = _audit(waves, blocked, snapshot, ctx)
+    parallel = degradation.max_parallel or ctx.policy.max_parallel
+    audit = _audit(waves, blocked, snapshot, ctx, parallel)
     return Plan(
         target=ctx.target,
         correlation_id=ctx.correlation_id,
         desired_version=ctx.desired_version,
         waves=waves,
-        rollback_points=tuple(range(len(waves))),
+        rollback_points=rollback_points(len(waves), ctx.policy),
         validation=validation,
         audit=audit,
         hash=plan_hash(ctx.target, ctx.desired_version, waves, validation),
+        degradation=degradation,
     )
 
 
@@ -230,10 +236,11 @@ def _delete_actions(
     snapshot: Snapshot,
     ctx: PlanContext,
     blocked: list[BlockedChange],
+    degradation: Degradation,
 ) -> dict[str, Action]:
     out: dict[str, Action] = {}
     for have in extras:
-        reason = _deletion_blocker(have, snapshot, ctx)
+        reason = _deletion_blocker(have, snapshot, ctx, degradation)
         if reason:
             blocked.append(BlockedChange(key=have.key, change="delete", reason=reason))
             continue
@@ -252,7 +259,8 @@ def _delete_actions(
     return out
 
 
-def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanContext) -> str | None:
+def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanContext,
+                      degradation: Degradation) -> str | None:
     if not have.managed:
         return "not owned by this target"
     if have.protected:
@@ -261,6 +269,8 @@ def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanConte
         status = snapshot.kinds.get(have.key.kind)
         seen = status.completeness if status else 0.0
         return f"{have.key.kind} not fully observed ({seen:.0%}); never delete the unobserved"
+    if not degradation.allow_deletions:
+        return "observation degraded: " + "; ".join(degradation.reasons)
     if not ctx.allow_deletions:
         return "quality gate failed; deletions are blocked"
     return None
@@ -351,7 +361,8 @@ def _validate(
 
 
 def _audit(
-    waves: tuple[Wave, ...], blocked: list[BlockedChange], snapshot: Snapshot, ctx: PlanContext
+    waves: tuple[Wave, ...], blocked: list[BlockedChange], snapshot: Snapshot, ctx: PlanContext,
+    parallel: int,
 ) -> PlanAudit:
     counts: dict[str, int] = {"create": 0, "update": 0, "delete": 0, "blocked": len(blocked)}
     max_risk: Risk = "low"
@@ -362,7 +373,7 @@ def _audit(
             if _RISK_RANK[act.risk] > _RISK_RANK[max_risk]:
                 max_risk = act.risk
         longest = max((a.estimated_duration_s for a in wave.actions), default=0.0)
-        duration += longest * math.ceil(len(wave.actions) / ctx.policy.max_parallel)
+        duration += longest * math.ceil(len(wave.actions) / parallel)
     return PlanAudit(
         created_at=ctx.now,
         target=ctx.target,

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from reconciler.core.model import Frozen, Urgency
 
-__all__ = ["Tolerance", "Window", "Policy"]
+__all__ = ["Tolerance", "Window", "FidelityPolicy", "Policy"]
 
 
 class Tolerance(Frozen):
@@ -24,6 +24,19 @@ class Window(Frozen):
     days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     start_hour: int = Field(default=0, ge=0, le=23)
     end_hour: int = Field(default=24, ge=1, le=24)
+
+
+class FidelityPolicy(Frozen):
+    """When one sense counts as observed under load (core.fidelity), and what the cycle then
+    does instead: a kind listed with at least ``throttles`` throttling errors, ``retries``
+    retried calls, or pages slower than ``page_latency_s`` on average degrades the snapshot."""
+
+    throttles: int = Field(default=1, ge=1, le=10_000)
+    retries: int = Field(default=3, ge=1, le=10_000)
+    page_latency_s: float = Field(default=5.0, gt=0.0, le=600.0)
+    max_parallel: int = Field(default=2, ge=1, le=1024)  # at most this many actions at once
+    poke_factor: float = Field(default=3.0, ge=1.0, le=20.0)  # sensors poke this much less often
+    block_deletions: bool = True
 
 
 class Policy(Frozen):
@@ -54,6 +67,9 @@ class Policy(Frozen):
     tolerance: Tolerance = Field(default_factory=Tolerance)
     ignore_fields: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     on_failure: Literal["rollback", "continue"] = "rollback"
+    # the plan's rollback points: before every wave, or only before the whole plan
+    rollback: Literal["wave", "plan"] = "wave"
+    fidelity: FidelityPolicy = Field(default_factory=FidelityPolicy)
     approve_irreversible: bool = False
     allow_empty_desired: bool = False
     adopt: bool = False

@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from reconciler.core.fidelity import strain
 from reconciler.core.gcpause import without_gc
 from reconciler.core.inflight import in_flight
 from reconciler.core.model import (
@@ -17,6 +18,7 @@ from reconciler.core.model import (
     ResourceKey,
     Snapshot,
 )
+from reconciler.core.policy import FidelityPolicy
 from reconciler.core.ports import Clock, Observer
 
 __all__ = ["ListingCount", "SenseOptions", "remembered_counts", "sense"]
@@ -35,6 +37,7 @@ class SenseOptions:
     doubt_empty_from: int = 3
     pending: Mapping[ResourceKey, PendingCreate] = field(default_factory=dict)  # creates in flight
     pending_ttl_s: float = 600.0
+    fidelity: FidelityPolicy = field(default_factory=FidelityPolicy)  # what counts as under load
 
 
 @without_gc
@@ -164,7 +167,8 @@ def _judge_kind(
     now: datetime,
 ) -> tuple[KindStatus, tuple[ObservedResource, ...]]:
     slow = latency > options.slow_fraction * options.deadline_s
-    fidelity = "degraded" if (obs.throttled or slow or obs.completeness < 1.0) else "full"
+    loaded = bool(strain(obs, options.fidelity))
+    fidelity = "degraded" if (loaded or slow or obs.completeness < 1.0) else "full"
     base = KindStatus(
         kind=obs.kind,
         count=len(obs.resources),
@@ -172,6 +176,9 @@ def _judge_kind(
         fidelity=fidelity,
         latency_s=round(latency, 6),
         errors=obs.errors,
+        throttled=obs.throttled,
+        retries=obs.retries,
+        page_latency_s=round(obs.page_latency_s, 6),
     )
     if obs.completeness >= 1.0 or previous is None:
         return base, obs.resources

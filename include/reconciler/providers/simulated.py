@@ -93,6 +93,7 @@ class _Listing:
     ok_pages: int = 0
     elapsed_s: float = 0.0
     throttled: int = 0
+    retries: int = 0
     errors: list[str] = field(default_factory=list)
     dropped_errors: int = 0
 
@@ -112,6 +113,8 @@ class _Listing:
             completeness=self.ok_pages / total_pages,
             errors=tuple(errors),
             throttled=self.throttled,
+            retries=self.retries,
+            page_latency_s=self.elapsed_s / self.pages if self.pages else 0.0,
         )
 
 
@@ -322,7 +325,7 @@ class SimulatedProvider:
 
     def _page_status(self, listing: _Listing, timeout_s: float) -> _PageStatus:
         faults = self.faults
-        for _ in range(PAGE_ATTEMPTS):
+        for attempt in range(PAGE_ATTEMPTS):
             if listing.elapsed_s + faults.latency_s > timeout_s:
                 return "timeout"
             listing.elapsed_s += faults.latency_s
@@ -332,6 +335,7 @@ class SimulatedProvider:
             if throttle >= faults.throttle_rate:
                 return "failed" if partial < faults.partial_rate else "ok"
             listing.throttled += 1
+            listing.retries += attempt < PAGE_ATTEMPTS - 1  # tried again: the load it adds
             self._count("throttled")
         return "throttled"
 

@@ -186,7 +186,9 @@ def _plan_view(plan: dict[str, Any], decisions: list[dict[str, Any]],
             "estimated_duration_s": audit.get("estimated_duration_s"),
             "blocked": audit.get("blocked", []), "needs_approval": validation.get("needs_approval"),
             "approval_reasons": validation.get("approval_reasons", []),
-            "errors": validation.get("errors", []), "approval": approval, "preview": False}
+            "errors": validation.get("errors", []), "approval": approval, "preview": False,
+            "degradation": {"reasons": [], "max_parallel": None, "allow_deletions": True,
+                            "poke_factor": 1.0, **(plan.get("degradation") or {})}}
 
 
 def _action_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from reconciler.providers.aws.errors import THROTTLING_CODES, AwsTemporaryError,
 from reconciler.providers.aws.pacing import Pacer, effective_limits, talks_to_aws
 from reconciler.providers.aws.session import ClientFactory
 
-__all__ = ["AwsStats", "Caller", "Deadline", "MUTATING_PREFIXES", "is_mutating"]
+__all__ = ["AwsStats", "ListingLoad", "Caller", "Deadline", "MUTATING_PREFIXES", "is_mutating"]
 
 MAX_PAGES = 10_000  # a listing never loops without a bound
 MUTATING_PREFIXES = (
@@ -26,6 +27,20 @@ _TOKENS = {"ecs": "nextToken"}  # the pagination token's name; "NextToken" elsew
 
 def is_mutating(operation: str) -> bool:
     return operation.startswith(MUTATING_PREFIXES)
+
+
+@dataclass
+class ListingLoad:
+    """The load one listing met, counted in the thread that lists it (``AwsStats.tally``)."""
+
+    throttles: int = 0
+    retries: int = 0
+    pages: int = 0
+    page_s: float = 0.0
+
+    @property
+    def page_latency_s(self) -> float:
+        return self.page_s / self.pages if self.pages else 0.0
 
 
 @dataclass
@@ -46,6 +61,35 @@ class AwsStats:
     paced: int = 0
     paced_wait_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @contextmanager
+    def tally(self) -> Iterator[ListingLoad]:
+        """Count what this thread's calls meet (throttles, retries, page time) into one
+        ``ListingLoad``: kinds are listed in parallel threads, each is told its own load."""
+        load = ListingLoad()
+        self._local.load = load
+        try:
+            yield load
+        finally:
+            self._local.load = None
+
+    def _load(self) -> ListingLoad | None:
+        found: ListingLoad | None = getattr(self._local, "load", None)
+        return found
+
+    def page_read(self, seconds: float) -> None:
+        load = self._load()
+        if load is not None:
+            load.pages += 1
+            load.page_s += seconds
+
+    def retried_page(self) -> None:
+        with self._lock:
+            self.page_retries += 1
+        load = self._load()
+        if load is not None:
+            load.retries += 1
 
     def count(self, name: str, mutating: bool) -> None:
         with self._lock:
@@ -58,6 +102,9 @@ class AwsStats:
             self.errors[code or "unknown"] += 1
             if code in THROTTLING_CODES:
                 self.throttles[name] += 1
+        load = self._load()
+        if load is not None and code in THROTTLING_CODES:
+            load.throttles += 1
 
     def waited(self, seconds: float) -> None:
         if seconds > 0:
@@ -70,6 +117,9 @@ class AwsStats:
         if retries:
             with self._lock:
                 self.sdk_retries += retries
+            load = self._load()
+            if load is not None:
+                load.retries += retries
 
     @property
     def total_calls(self) -> int:
@@ -192,17 +242,18 @@ class Caller:
             self._pace(service, operation, deadline.left())
             client = self.factory.client(service, timeout_s=max(deadline.left(), 1.0))
             self.stats.count(what, False)
+            started = self.monotonic()
             try:
                 result = once(client)
             except Exception as exc:
                 error = self._translated(exc, service, operation)
             else:
+                self.stats.page_read(self.monotonic() - started)
                 self.stats.retried_by_sdk(result)
                 return result
             if not isinstance(error, TemporaryError) or attempt == attempts:
                 raise error
-            with self.stats._lock:
-                self.stats.page_retries += 1
+            self.stats.retried_page()
             self.sleep(min(max(0.0, deadline.left()), _backoff(attempt, error.delay)))
         raise AwsTemporaryError(f"{what}: no attempts left")  # unreachable: loop raises
 

@@ -88,11 +88,14 @@ class AwsProvider:
         if handler is None:
             error = f"kind {kind!r} is not served by the aws provider of {self.target}"
             return Observation(kind=kind, resources=(), completeness=0.0, errors=(error,))
-        try:
-            return handler.observe(timeout_s)
-        except ReconcilerError as exc:
-            message = self._factory.scrub(str(exc))
-            return Observation(kind=kind, resources=(), completeness=0.0, errors=(message,))
+        with self.stats.tally() as load:  # the load this listing met (core.fidelity)
+            try:
+                obs = handler.observe(timeout_s)
+            except ReconcilerError as exc:
+                message = self._factory.scrub(str(exc))
+                obs = Observation(kind=kind, resources=(), completeness=0.0, errors=(message,))
+        return obs.model_copy(update={"throttled": load.throttles, "retries": load.retries,
+                                      "page_latency_s": round(load.page_latency_s, 6)})
 
     def apply(self, action: Action) -> OperationResult:
         handler = self._kinds.get(action.target.kind)
