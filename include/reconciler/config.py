@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from reconciler.core.errors import InvalidConfig, SourceLocation
 from reconciler.core.policy import Policy
 from reconciler.desired.yamlread import FieldPath, YamlDoc, dotted, read_yaml, validation_problems
+from reconciler.home import reconciler_home
 from reconciler.outgoing import expand_allowed
 
 __all__ = [
@@ -143,12 +144,6 @@ def config_path(explicit: str | None = None) -> Path:
     if chosen:
         return Path(chosen)
     return Path(__file__).parents[1] / "config" / "targets.yaml"
-
-
-def reconciler_home(env: Mapping[str, str] | None = None) -> Path:
-    """Where local state lives: $RECONCILER_HOME, else ``./.reconciler``."""
-    home = (os.environ if env is None else env).get("RECONCILER_HOME")
-    return Path(home) if home else Path.cwd() / ".reconciler"
 
 
 def resolve_desired(target: TargetConfig, config_path: str | Path) -> str:

@@ -19,7 +19,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from reconciler.config import reconciler_home
 from reconciler.core.breaker import BreakerState
 from reconciler.core.cycle import CycleState
 from reconciler.core.model import (
@@ -33,6 +32,7 @@ from reconciler.core.model import (
     canonical_json,
 )
 from reconciler.core.sense import ListingCount
+from reconciler.home import reconciler_home
 from reconciler.store_engine import configure_sqlite, make_engine, writer
 from reconciler.store_schema import (
     approvals,

@@ -104,7 +104,7 @@ def _read(s3: Any, uri: str, bucket: str, key: str, vid: str) -> bytes:
 
 def _guarded(where: str, fn: Any) -> Any:
     """Run an S3 call: throttling/5xx stay TemporaryError, anything else rejects the source."""
-    from reconciler.providers.aws.errors import Scrubber, translate
+    from reconciler.awserrors import Scrubber, translate
 
     try:
         return fn()

@@ -13,11 +13,11 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from reconciler.awserrors import translate
 from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.desired import load_desired_dir
 from reconciler.embedded import DEMO_DESIRED, DEMO_TARGET, seed_aws_demo
 from reconciler.providers.aws import AwsTemporaryError, Scrubber
-from reconciler.providers.aws.errors import translate
 from tests.integration.aws.support import Rig, make_provider
 
 pytestmark = pytest.mark.integration

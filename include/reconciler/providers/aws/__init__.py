@@ -1,7 +1,7 @@
 """The AWS provider over boto3 (imported only when a target uses ``type: aws``)."""
 
+from reconciler.awserrors import AwsPermanentError, AwsTemporaryError, Scrubber
 from reconciler.providers.aws.calls import AwsStats
-from reconciler.providers.aws.errors import AwsPermanentError, AwsTemporaryError, Scrubber
 from reconciler.providers.aws.provider import AWS_KINDS, AwsProvider
 from reconciler.providers.aws.session import AwsOptions
 from reconciler.providers.aws.tags import NAME_TAG, PROTECTED_TAG, TARGET_TAG

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.awserrors import AwsPermanentError
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
@@ -17,7 +18,6 @@ from reconciler.providers.aws.base import (
     observed,
     tag_plan,
 )
-from reconciler.providers.aws.errors import AwsPermanentError
 from reconciler.providers.aws.tags import (
     ownership_of,
     ownership_tags,

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.awserrors import THROTTLING_CODES, AwsTemporaryError, translate
 from reconciler.core.errors import ReconcilerError, TemporaryError
-from reconciler.providers.aws.errors import THROTTLING_CODES, AwsTemporaryError, translate
 from reconciler.providers.aws.pacing import Pacer, effective_limits, talks_to_aws
 from reconciler.providers.aws.session import ClientFactory
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.awserrors import AwsTemporaryError
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
@@ -23,7 +24,6 @@ from reconciler.providers.aws.base import (
     observed,
     tag_plan,
 )
-from reconciler.providers.aws.errors import AwsTemporaryError
 from reconciler.providers.aws.tags import (
     NAME_TAG,
     ownership_of,

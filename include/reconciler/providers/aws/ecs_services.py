@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.awserrors import AwsTemporaryError
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
@@ -24,7 +25,6 @@ from reconciler.providers.aws.base import (
 )
 from reconciler.providers.aws.calls import Deadline
 from reconciler.providers.aws.ecs import active_clusters, chunks, resource_tags
-from reconciler.providers.aws.errors import AwsTemporaryError
 from reconciler.providers.aws.tags import ownership_of, ownership_tags, tag_dict, user_tags
 
 __all__ = ["SERVICE_KIND", "EcsServices", "containers_to_aws", "containers_from_aws", "family"]

@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from reconciler.providers.aws.errors import AwsTemporaryError
+from reconciler.awserrors import AwsTemporaryError
 
 __all__ = ["RateLimit", "RateValue", "LimitKey", "EC2_DEFAULT_LIMITS", "TokenBucket", "Pacer",
            "effective_limits", "talks_to_aws", "PACING_CODE"]

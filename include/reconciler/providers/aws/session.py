@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from reconciler.awserrors import Scrubber
 from reconciler.core.errors import InvalidConfig
-from reconciler.providers.aws.errors import Scrubber
 from reconciler.providers.aws.pacing import LimitKey, RateValue
 
 __all__ = ["AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint", "EMULATOR_KEY"]
