@@ -156,3 +156,79 @@ def test_adoption_is_an_update_flagged_adopt():
                     policy=Policy(adopt=True))
     (act,) = plan.actions
     assert act.type == "update" and act.params["adopt"] is True
+
+
+def test_the_validator_refuses_to_delete_what_the_snapshot_shows_protected_or_unowned():
+    """Defence in depth: a diff made from an older snapshot cannot carry a deletion past the
+    snapshot the plan is validated against."""
+    observed = [have("sim.Node/p", node()), have("sim.Node/u", node()),
+                *[have(f"sim.Node/k{i}", node()) for i in range(8)]]
+    policy = Policy(max_delete_fraction=1.0)
+    diff, _ = compare([want(f"sim.Node/k{i}", node()) for i in range(8)], snapshot(*observed),
+                      rules=RULES, policy=policy)
+    now = snapshot(have("sim.Node/p", node(), protected=True),
+                   have("sim.Node/u", node(), managed=False), *observed[2:])
+    ctx = PlanContext(target="t", correlation_id="c-1", desired_version="v1", policy=policy,
+                      rules=RULES, now=NOW)
+    plan = make_plan(diff, now, ctx)
+    assert not plan.validation.ok
+    assert sorted(plan.validation.errors) == [
+        "refusing to delete protected or unowned sim.Node/p",
+        "refusing to delete protected or unowned sim.Node/u"]
+
+
+def test_a_kind_missing_from_the_snapshot_counts_as_unobserved():
+    policy = Policy(max_delete_fraction=1.0)
+    diff, _ = compare([want("sim.Node/n", node())], snapshot(have("sim.Node/x", node())),
+                      rules=RULES, policy=policy)
+    blind = snapshot(have("sim.Node/x", node()), kinds=("sim.Workload",))
+    ctx = PlanContext(target="t", correlation_id="c-1", desired_version="v1", policy=policy,
+                      rules=RULES, now=NOW)
+    plan = make_plan(diff, blind, ctx)
+    assert plan.is_empty
+    reasons = {b.change: b.reason for b in plan.audit.blocked}
+    assert reasons["create"] == "sim.Node observed 0% < threshold 100%"
+    assert reasons["delete"] == ("sim.Node not fully observed (0%); never delete the "
+                                 "unobserved")
+
+
+def test_the_audit_keeps_the_highest_risk_whatever_the_order():
+    medium_then_low = plan_for([want("sim.Node/n", node(zone="b")), want("sim.Workload/w",
+                                                                          workload())],
+                               [have("sim.Node/n", node())])
+    assert [a.risk for a in medium_then_low.actions] == ["medium", "low"]
+    assert medium_then_low.audit.max_risk == "medium"
+    with_delete = plan_for([want("sim.Node/n", node(zone="b"))],
+                           [have("sim.Node/n", node()), have("sim.Node/x", node())],
+                           policy=Policy(max_delete_fraction=1.0))
+    assert [a.risk for a in with_delete.actions] == ["medium", "high"]
+    assert with_delete.audit.max_risk == "high"
+
+
+def test_a_kind_above_the_completeness_threshold_gets_its_actions():
+    plan = plan_for([want("sim.Node/n", node())], [], completeness={"sim.Node": 0.9},
+                    policy=Policy(completeness_threshold=0.5))
+    assert [a.id for a in plan.actions] == ["create:sim.Node/n"] and not plan.audit.blocked
+
+
+def test_the_undo_of_a_create_is_an_irreversible_delete():
+    (create,) = plan_for([want("sim.Node/n", node())], []).actions
+    assert create.inverse is not None and create.inverse.type == "delete"
+    assert create.inverse.reversible is False and create.inverse.risk == "high"
+
+
+def test_only_conflicts_is_false_when_anything_else_is_blocked():
+    from reconciler.core.plan import only_conflicts
+
+    conflict = plan_for([want("sim.Node/n", node())], [have("sim.Node/n", node(),
+                                                            managed=False)])
+    assert only_conflicts(conflict)
+    # "app.Thing observed 0% ..." sorts before "conflict: ..."
+    snap = snapshot()
+    diff, _ = compare([want("app.Thing/t", {"size": 1})], snap, rules=RULES, policy=Policy(),
+                      kinds=["app.Thing"])
+    ctx = PlanContext(target="t", correlation_id="c-1", desired_version="v1", policy=Policy(),
+                      rules=RULES, now=NOW)
+    unseen = make_plan(diff, snap, ctx)
+    assert unseen.is_empty and unseen.audit.blocked and not only_conflicts(unseen)
+    assert not only_conflicts(plan_for([want("sim.Node/n", node())], []))
