@@ -14,7 +14,7 @@ from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.kinds import rules_for
 from reconciler.testing import FakeClock, RecordingSink
-from tests.builders import NOW, node, snapshot, want
+from tests.builders import NOW, have, key, node, snapshot, want
 
 RULES = rules_for()
 
@@ -199,3 +199,186 @@ def test_each_result_is_written_as_its_action_ends_so_a_crash_hides_nothing():
         actuator.run(plan)
     assert [(r.action_id, r.state) for r in store.results] == [("create:sim.Node/a",
                                                                 "succeeded")]
+
+
+def test_the_last_attempt_is_not_followed_by_a_sleep():
+    """The retry bound: max_attempts calls, and a backoff only between two of them."""
+    clock = FakeClock()
+    applier = ScriptedApplier({"create:sim.Node/n0": [TemporaryError("x")] * 10})
+    act, _ = actuator(applier, policy=Policy(max_attempts=3, backoff_base_s=2, jitter=0),
+                      clock=clock)
+    result = act.run(make(n_nodes=1))
+    assert applier.calls == ["create:sim.Node/n0"] * 3 and clock.sleeps == [2.0, 4.0]
+    assert result.results[0].error == "temporary: x"
+
+
+def test_a_temporary_error_past_the_deadline_is_not_retried():
+    clock = FakeClock()
+
+    class LateApplier(ScriptedApplier):
+        def apply(self, action):
+            clock.advance(10)  # the call itself outlives the cycle deadline
+            return super().apply(action)
+
+    applier = LateApplier({"create:sim.Node/n0": [TemporaryError("slow")] * 5})
+    act, _ = actuator(applier, clock=clock)
+    act.deadline = 5.0
+    result = act.run(make(n_nodes=1))
+    assert result.results[0].state == "failed" and result.results[0].attempts == 1
+    assert clock.sleeps == []
+
+
+def test_dependants_of_a_failed_action_are_skipped_and_never_called():
+    applier = ScriptedApplier({"create:sim.Node/a": [PermanentError("quota")]})
+    act, sink = actuator(applier, policy=Policy(on_failure="continue", jitter=0))
+    plan = dependent_plan()
+    result = act.run(plan)
+    states = {r.action_id: (r.state, r.error) for r in result.results}
+    assert states["create:sim.Node/b"] == ("skipped", "a dependency failed")
+    assert states["create:sim.Node/c"] == ("skipped", "a dependency failed")  # b's dependant
+    assert states["create:sim.Node/free"][0] == states["create:sim.Node/d"][0] == "succeeded"
+    assert "create:sim.Node/b" not in applier.calls and "create:sim.Node/c" not in applier.calls
+    assert result.error.startswith("create:sim.Node/a: permanent: quota")
+
+
+def test_in_rollback_mode_later_waves_are_skipped_with_the_reason():
+    applier = ScriptedApplier({"create:sim.Node/a": [PermanentError("quota")]})
+    act, _ = actuator(applier, policy=Policy(on_failure="rollback", jitter=0))
+    result = act.run(dependent_plan())
+    states = {r.action_id: (r.state, r.error) for r in result.results}
+    assert states["create:sim.Node/c"] == ("skipped", "an earlier wave failed")
+    assert states["create:sim.Node/d"] == ("skipped", "an earlier wave failed")
+    assert [r.action_id for r in result.rollback] == ["delete:sim.Node/free#undo"]
+
+
+def test_progress_events_count_every_action_done_out_of_the_total():
+    applier = ScriptedApplier({"create:sim.Node/a": [PermanentError("quota")]})
+    act, sink = actuator(applier, policy=Policy(on_failure="continue", max_parallel=1,
+                                                jitter=0))
+    act.run(dependent_plan())
+    ended = [e.detail for e in sink.events if e.type in ("action_completed", "action_failed")]
+    # a and free end first (one worker), b is skipped, d ends, c is skipped: 5 in all
+    assert [(d["done"], d["total"]) for d in ended] == [(1, 5), (2, 5), (4, 5)]
+    assert [d["state"] for d in ended] == ["failed", "succeeded", "succeeded"]
+    assert ended[0]["attempts"] == 1 and "quota" in ended[0]["error"]
+
+
+def test_rollback_actions_add_to_the_total_and_report_the_original_error():
+    applier = ScriptedApplier({"create:sim.Node/n1": [PermanentError("original")]})
+    act, sink = actuator(applier, policy=Policy(max_parallel=1, jitter=0))
+    act.run(make(n_nodes=2))
+    (started,) = [e for e in sink.events if e.type == "rollback_initiated"]
+    assert started.detail == {"wave": 0, "actions": 1,
+                              "error": "create:sim.Node/n1: permanent: original"}
+    last = [e for e in sink.events if e.type == "action_completed"][-1]
+    assert last.action_id == "delete:sim.Node/n0#undo"
+    assert (last.detail["done"], last.detail["total"]) == (3, 3)
+
+
+def dependent_plan():
+    """Wave 0: a, free; wave 1: b (needs a), d (needs free); wave 2: c (needs b)."""
+    desired = [want("sim.Node/a", node()), want("sim.Node/free", node()),
+               want("sim.Node/b", node(), depends_on=(key("sim.Node/a"),)),
+               want("sim.Node/c", node(), depends_on=(key("sim.Node/b"),)),
+               want("sim.Node/d", node(), depends_on=(key("sim.Node/free"),))]
+    snap = snapshot()
+    policy = Policy()
+    diff, _ = compare(desired, snap, rules=RULES, policy=policy)
+    ctx = PlanContext(target="t", correlation_id="c-1", desired_version="v1", policy=policy,
+                      rules=RULES, now=NOW)
+    plan = make_plan(diff, snap, ctx)
+    assert [[a.id for a in w.actions] for w in plan.waves] == [
+        ["create:sim.Node/a", "create:sim.Node/free"], ["create:sim.Node/b", "create:sim.Node/d"],
+        ["create:sim.Node/c"]]
+    return plan
+
+
+def test_jitter_shortens_the_delay_by_a_random_share_rounded_to_microseconds():
+    policy = Policy(backoff_base_s=2, backoff_cap_s=30, jitter=0.5)
+    share = random.Random(0).random()
+    assert backoff_delay(1, policy, random.Random(0), None) == round(2 * (1 - 0.5 * share), 6)
+    assert backoff_delay(1, policy, random.Random(0), None) != 2 * (1 - 0.5 * share)
+
+
+def test_the_first_failure_of_a_wave_is_the_error():
+    applier = ScriptedApplier({"create:sim.Node/n0": [PermanentError("first")],
+                               "create:sim.Node/n1": [PermanentError("second")]})
+    act, _ = actuator(applier, policy=Policy(max_parallel=1, on_failure="continue"))
+    assert act.run(make(n_nodes=2)).error == "create:sim.Node/n0: permanent: first"
+
+
+def test_an_action_at_the_deadline_is_skipped_with_no_attempt():
+    act, sink = actuator(ScriptedApplier())
+    act.deadline = 0.0  # the fake clock starts at 0: the deadline is now
+    (result,) = act.run(make(n_nodes=1)).results
+    assert (result.state, result.attempts, result.error) == ("skipped", 0,
+                                                             "cycle deadline reached")
+    assert sink.events == []
+
+
+def test_duration_is_measured_on_the_monotonic_clock_from_the_action_start():
+    clock = FakeClock()
+    clock.advance(100.0)
+
+    class Slow(ScriptedApplier):
+        def apply(self, action):
+            clock.advance(0.1234567)
+            return super().apply(action)
+
+    act, _ = actuator(Slow(), clock=clock)
+    (result,) = act.run(make(n_nodes=1)).results
+    assert result.duration_s == 0.123457
+
+
+def test_rollback_in_another_process_counts_its_own_actions():
+    """rollback_actions without run(): a later task undoing a wave whose batches ran apart."""
+    plan = make(n_nodes=1)
+    act, sink = actuator(ScriptedApplier())
+    act.rollback_actions(0, plan.actions, "create:sim.Node/x: permanent: no")
+    (done,) = [e for e in sink.events if e.type == "action_completed"]
+    assert done.action_id == "delete:sim.Node/n0#undo"
+    assert (done.detail["done"], done.detail["total"]) == (1, 1)
+
+
+def test_with_a_ledger_only_a_create_claims_a_token_and_a_delete_ends_a_pending_create():
+    from reconciler.core.model import PendingCreate
+    from reconciler.testing import MemoryStore
+
+    ledger = MemoryStore()
+    stale = PendingCreate(key=key("sim.Node/old"), token="tok", base_token="b",
+                          correlation_id="c-0", started_at=NOW)
+    kept = PendingCreate(key=key("sim.Node/n0"), token="kept", base_token="x",
+                         correlation_id="c-0", started_at=NOW)
+    ledger.begin_create("t", stale)
+    ledger.begin_create("t", kept)
+    plan = make(n_nodes=1, observed=[have("sim.Node/old", node()),
+                                     have("sim.Node/n0", node(zone="z"))],
+                policy=Policy(max_delete_fraction=1.0))
+    assert [a.id for a in plan.actions] == ["update:sim.Node/n0", "delete:sim.Node/old"]
+    sent = []
+
+    class Recording(ScriptedApplier):
+        def apply(self, action):
+            sent.append((action.id, action.idempotency_token))
+            return super().apply(action)
+
+    act, _ = actuator(Recording())
+    act.ledger = ledger
+    result = act.run(plan)
+    assert result.ok
+    assert sorted(sent) == sorted((a.id, a.idempotency_token) for a in plan.actions)
+    assert set(ledger.pending) == {("t", key("sim.Node/n0"))}  # an update ends no create
+
+
+def test_one_worker_means_one_call_at_a_time():
+    applier = ScriptedApplier(delay=0.01)
+    act, _ = actuator(applier, policy=Policy(max_parallel=1))
+    act.run(make(n_nodes=3))
+    assert applier.peak == 1
+
+
+def test_an_action_marked_irreversible_is_never_undone_even_with_an_inverse():
+    (create,) = make(n_nodes=1).actions
+    act, sink = actuator(ScriptedApplier())
+    undone = act.rollback_actions(0, [create.model_copy(update={"reversible": False})], "e")
+    assert undone == [] and sink.events[-1].detail["actions"] == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import timedelta
+
+import pytest
 
 from reconciler.core.errors import TemporaryError
 from reconciler.core.model import Observation
@@ -141,3 +144,133 @@ def test_a_listing_count_keeps_the_cycle_before_for_a_cycle_that_senses_again():
     count = count.saved("c2", 0)
     assert count.seen_by("c2") == 6 and count.seen_by("c3") == 0
     assert count.saved("c2", 1).seen_by("c2") == 6
+
+
+def test_the_default_bounds():
+    assert SenseOptions() == SenseOptions(deadline_s=60.0, slow_fraction=0.5, max_stale_s=600.0,
+                                          max_workers=4, last_counts={}, doubt_empty_from=3,
+                                          pending={}, pending_ttl_s=600.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SenseOptions().deadline_s = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ListingCount(1, "c").count = 2  # type: ignore[misc]
+
+
+def test_sense_takes_its_options_by_name_only():
+    with pytest.raises(TypeError):
+        sense(ScriptedObserver({}), [], "t", "c", FakeClock())  # type: ignore[misc]
+
+
+def test_no_kinds_is_an_empty_snapshot():
+    snap = sense(ScriptedObserver({}), [], target="t", correlation_id="c", clock=FakeClock())
+    assert snap.kinds == {} and snap.resources == ()
+
+
+class TimedObserver(ScriptedObserver):
+    """Each listing takes ``took[kind]`` seconds on the fake clock."""
+
+    def __init__(self, answers, clock, took):
+        super().__init__(answers)
+        self.clock, self.took = clock, took
+
+    def observe(self, kind, timeout_s):
+        self.clock.advance(self.took.get(kind, 0.0))
+        return super().observe(kind, timeout_s)
+
+
+def test_latency_is_measured_on_the_monotonic_clock_and_rounded_to_microseconds():
+    clock = FakeClock()
+    clock.advance(100.0)
+    observer = TimedObserver({"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload")},
+                             clock, {"sim.Node": 0.1234567})
+    snap = sense(observer, ["sim.Node"], target="t", correlation_id="c", clock=clock)
+    assert snap.latency_s == 0.123457 and snap.kinds["sim.Node"].latency_s == 0.123457
+
+
+def test_a_listing_slower_than_half_the_deadline_is_degraded():
+    clock = FakeClock()
+    answers = {"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload")}
+    slow = take(TimedObserver(answers, clock, {"sim.Node": 3.0, "sim.Workload": 2.5}), clock)
+    assert slow.kinds["sim.Node"].fidelity == "degraded"
+    assert slow.kinds["sim.Workload"].fidelity == "full"  # exactly half is not slow
+    assert slow.kinds["sim.Node"].complete
+
+
+def test_a_hung_kind_waited_from_the_sense_start():
+    clock = FakeClock()
+    clock.advance(100.0)
+    observer = ScriptedObserver({"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload")},
+                                hang={"sim.Node"})
+    try:
+        snap = take(observer, clock, deadline=0.2)
+    finally:
+        observer.release.set()
+    assert snap.kinds["sim.Node"].latency_s == 0.0  # the fake clock did not move
+
+
+@pytest.mark.parametrize(("before", "doubt_from", "doubted"), [
+    ({}, 1, False), ({"sim.Node": 1}, 1, True), ({"sim.Node": 3}, 3, True),
+    ({"sim.Node": 5}, -1, False)])
+def test_doubt_starts_at_the_threshold_and_a_threshold_below_one_turns_it_off(
+        before, doubt_from, doubted):
+    answers = {"sim.Node": obs("sim.Node"), "sim.Workload": obs("sim.Workload")}
+    assert take_after(before, answers, doubt_from).kinds["sim.Node"].doubted_empty is doubted
+
+
+def test_a_listing_count_compares_cycles_by_identity_not_order():
+    count = ListingCount(5, "c2").saved("c1", 7)
+    assert count == ListingCount(7, "c1", 5, "c2")
+    assert count.seen_by("c1") == 5 and count.seen_by("c0") == 7
+
+
+def first_and_failed(clock, first_answers, age):
+    good = take(ScriptedObserver(first_answers), clock)
+    clock.advance(age)
+    return good
+
+
+def test_a_complete_listing_is_used_even_with_a_previous_snapshot():
+    clock = FakeClock()
+    good = first_and_failed(clock, {"sim.Node": obs("sim.Node", "a"),
+                                    "sim.Workload": obs("sim.Workload")}, 10)
+    snap = take(ScriptedObserver({"sim.Node": obs("sim.Node", "b"),
+                                  "sim.Workload": obs("sim.Workload")}), clock, previous=good)
+    assert [r.key.name for r in snap.resources] == ["b"]
+
+
+def test_the_fallback_takes_only_its_own_kind_and_rounds_its_age():
+    clock = FakeClock()
+    good = first_and_failed(clock, {"sim.Node": obs("sim.Node", "n"),
+                                    "sim.Workload": obs("sim.Workload", "w")}, 30.1234)
+    snap = take(ScriptedObserver({"sim.Node": TemporaryError("down"),
+                                  "sim.Workload": TemporaryError("down")}), clock, previous=good)
+    assert sorted(str(r.key) for r in snap.resources) == ["sim.Node/n", "sim.Workload/w"]
+    assert snap.kinds["sim.Node"].stale_age_s == 30.123 and snap.kinds["sim.Node"].count == 1
+
+
+def test_a_fallback_exactly_max_stale_old_is_still_used():
+    clock = FakeClock()
+    good = first_and_failed(clock, {"sim.Node": obs("sim.Node", "n"),
+                                    "sim.Workload": obs("sim.Workload")}, 5.0)
+    options = SenseOptions(deadline_s=5.0, max_stale_s=5.0)
+    snap = sense(ScriptedObserver({"sim.Node": TemporaryError("x"),
+                                   "sim.Workload": obs("sim.Workload")}),
+                 ["sim.Node", "sim.Workload"], target="t", correlation_id="c", clock=clock,
+                 options=options, previous=good)
+    assert snap.kinds["sim.Node"].fidelity == "stale"
+
+
+def test_no_fallback_from_an_incomplete_or_already_stale_observation():
+    clock = FakeClock()
+    partial = first_and_failed(clock, {"sim.Node": obs("sim.Node", "n", completeness=0.5),
+                                       "sim.Workload": obs("sim.Workload")}, 1)
+    failing = ScriptedObserver({"sim.Node": TemporaryError("x"),
+                                "sim.Workload": obs("sim.Workload")})
+    assert take(failing, clock, previous=partial).kinds["sim.Node"].fidelity == "degraded"
+    good = first_and_failed(clock, {"sim.Node": obs("sim.Node", "n"),
+                                    "sim.Workload": obs("sim.Workload")}, 1)
+    stale = take(failing, clock, previous=good)
+    assert stale.kinds["sim.Node"].fidelity == "stale"
+    clock.advance(1)
+    again = take(failing, clock, previous=stale)
+    assert again.kinds["sim.Node"].fidelity == "degraded" and not again.resources
