@@ -268,7 +268,7 @@ def test_rollback_actions_add_to_the_total_and_report_the_original_error():
     act, sink = actuator(applier, policy=Policy(max_parallel=1, jitter=0))
     act.run(make(n_nodes=2))
     (started,) = [e for e in sink.events if e.type == "rollback_initiated"]
-    assert started.detail == {"wave": 0, "actions": 1,
+    assert started.detail == {"wave": 0, "actions": 1, "point": 0, "waves": [0],
                               "error": "create:sim.Node/n1: permanent: original"}
     last = [e for e in sink.events if e.type == "action_completed"][-1]
     assert last.action_id == "delete:sim.Node/n0#undo"
