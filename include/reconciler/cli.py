@@ -144,13 +144,16 @@ def cmd_plan(target: Target, args: argparse.Namespace) -> int:
 
 def cmd_apply(target: Target, args: argparse.Namespace) -> int:
     # --yes only skips a confirmation; a plan beyond policy is approved by its hash alone
+    confirmed: str | None = None
     if _interactive(args):
-        stop = _confirm(target, args)
-        if stop is not None:
-            return stop
+        answer = _confirm(target, args)
+        if isinstance(answer, int):
+            return answer
+        confirmed = answer
     approve: bool | str = args.approve or False
+    # the core applies nothing if the first plan is not the one confirmed (core.loop)
     report = _cycle(target, args, dry_run=args.dry_run, approve=approve,
-                    reset_breaker=args.reset_breaker, manual=True)
+                    reset_breaker=args.reset_breaker, manual=True, confirmed=confirmed)
     if args.dry_run:
         # the plan's rule for "could not see"; a dry run's changes stay exit 0 (it did its job)
         result = _dry_run_result(target, args, report)
@@ -178,12 +181,13 @@ def _interactive(args: argparse.Namespace) -> bool:
     return not (args.yes or args.dry_run) and sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _confirm(target: Target, args: argparse.Namespace) -> int | None:
-    """Show the plan and ask (Terraform's way): None to go on, or the exit code to stop with.
+def _confirm(target: Target, args: argparse.Namespace) -> int | str | None:
+    """Show the plan and ask (Terraform's way): the confirmed plan's hash (or None: nothing to
+    confirm) to go on, or the exit code to stop with.
 
-    The answer is for the plan shown: it is made again just before the cycle, and if the fleet
-    or the desired state changed meanwhile nothing is applied. The confirmation approves
-    nothing beyond policy: such a plan still needs ``--approve`` with its hash.
+    The answer is for the plan shown: it is made again just before the cycle, and the cycle
+    itself applies nothing unless its first plan has the confirmed hash (core.loop). The
+    confirmation approves nothing beyond policy: such a plan still needs ``--approve``.
     """
     preview = _cycle(target, args, dry_run=True, manual=True)
     _show_preview(target, args, preview)
@@ -204,7 +208,7 @@ def _confirm(target: Target, args: argparse.Namespace) -> int | None:
         print(f"the plan changed while you decided ({plan.hash[:12]} -> {now[:12]}): nothing "
               "was changed; run apply again to see the new plan", file=sys.stderr)
         return EXIT_ERROR
-    return None
+    return plan.hash
 
 
 def _change_count(plan: Plan | None) -> int:

@@ -330,3 +330,19 @@ def test_with_policy_adopt_a_name_held_by_an_unowned_resource_is_taken_over():
     assert first.outcome.status == "converged", first.outcome.error
     assert rig.provider.get("sim.Node", "n2").managed
     assert rig.cycle(FLEET, policy).outcome.status == "in_sync"
+
+
+def test_a_confirmed_plan_that_changed_before_the_cycle_applies_nothing():
+    """A human confirmed plan A at a terminal; the fleet moved, the cycle's plan is B: the core
+    applies nothing (the confirmation is bound to the plan hash, not to the command)."""
+    rig = seeded()
+    rig.provider.delete("sim.Node", "n2")
+    shown = rig.cycle(FLEET, FAST, dry_run=True).plans[0]
+    rig.provider.delete("sim.Node", "n1")  # meanwhile
+    moved = rig.cycle(FLEET, FAST, manual=True, confirmed=shown.hash)
+    assert moved.outcome.status == "reported" and "changed since it was confirmed" in (
+        moved.outcome.error or "")
+    assert rig.provider.get("sim.Node", "n2") is None and rig.provider.get("sim.Node", "n1") is None
+    shown = rig.cycle(FLEET, FAST, dry_run=True).plans[0]
+    same = rig.cycle(FLEET, FAST, manual=True, confirmed=shown.hash)
+    assert same.outcome.status == "converged"

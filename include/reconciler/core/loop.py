@@ -65,6 +65,9 @@ class CycleRequest:
     only_kinds: tuple[str, ...] | None = None
     reset_breaker: bool = False
     manual: bool = False  # a human asked for this apply: act on any urgency, not just auto_apply
+    # the hash of the plan a human confirmed at a terminal: a first plan with another hash
+    # (the fleet or the desired state moved while they read it) applies nothing
+    confirmed: str | None = None
     actor: str = "reconciler"
 
 
@@ -175,7 +178,8 @@ class _Cycle:
             record = PassRecord(number=iteration, plan_hash=plan.hash,
                                 needs_approval=plan.validation.needs_approval)
             self.state = self.state.with_pass(record)
-            halt = plan_stop(plan) or self._unapproved(plan, iteration)
+            halt = plan_stop(plan) or self._unconfirmed(plan, iteration) or \
+                self._unapproved(plan, iteration)
             if halt:
                 self._update(halt=halt)
                 return
@@ -202,6 +206,14 @@ class _Cycle:
             self._save()
             if within or verdict.done:
                 return
+
+    def _unconfirmed(self, plan: Plan, iteration: int) -> Stop | None:
+        confirmed = self.req.confirmed
+        if iteration == 1 and confirmed and plan.hash != confirmed:
+            return Stop(status="reported", reason=(
+                f"the plan changed since it was confirmed ({confirmed[:12]} -> "
+                f"{plan.hash[:12]}): nothing applied; run apply again to see the new plan"))
+        return None
 
     def _unapproved(self, plan: Plan, iteration: int) -> Stop | None:
         approved = self.req.approve is True or self.req.approve == plan.hash
