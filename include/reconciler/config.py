@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from croniter import croniter  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reconciler.core.errors import InvalidConfig, SourceLocation
 from reconciler.core.policy import Policy
@@ -18,6 +26,7 @@ from reconciler.home import reconciler_home
 from reconciler.outgoing import expand_allowed
 
 __all__ = [
+    "Approvers",
     "ProviderConfig",
     "TargetConfig",
     "TargetsConfig",
@@ -80,13 +89,35 @@ class AlertsConfig(BaseModel):
                 "smtp_conn_id": self.smtp_conn_id}
 
 
+_UserId = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^\S+$")]
+
+
+class Approvers(BaseModel):
+    """Who may answer the target's plan approvals (Airflow HITL ``assigned_users``): these user
+    ids, and every user holding one of these roles (resolved from SimpleAuthManager's users)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    users: tuple[_UserId, ...] = ()
+    roles: tuple[Literal["viewer", "user", "op", "admin"], ...] = ()
+
+    @model_validator(mode="after")
+    def _someone(self) -> Approvers:
+        if not self.users and not self.roles:
+            raise ValueError("name at least one user or role (omit approvers to let anyone "
+                             "with access to the DAG approve)")
+        return self
+
+
 class AirflowOptions(BaseModel):
-    """How the target's DAG retries its tasks (Airflow's own retries, on top of per-action ones)."""
+    """How the target's DAG retries its tasks (Airflow's own retries, on top of per-action ones)
+    and who may approve its plans (default: anyone who may answer the DAG's approvals)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     retries: int = Field(default=2, ge=2, le=10)
     retry_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+    approvers: Approvers | None = None
 
 
 class TargetConfig(BaseModel):

@@ -25,7 +25,7 @@ from airflow.sdk import (
 
 from reconciler.config import TargetConfig, config_path, load_config_lenient
 from reconciler.core.errors import InvalidConfig
-from reconciler_airflow import tasks
+from reconciler_airflow import privilege, tasks
 from reconciler_airflow.compat import dag_class
 from reconciler_airflow.operators import ActuateOperator, PlanApproval
 from reconciler_airflow.tasks import RUN_PARAMS
@@ -218,7 +218,8 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tupl
             subject=f"Approve the reconcile plan for {name}",
             body=_approval_body(pass_no), defaults="Reject",
             response_timeout=timedelta(seconds=policy.cycle_deadline_seconds),
-            notifiers=_approval_notifiers(cfg, pass_no))
+            notifiers=_approval_notifiers(cfg, pass_no),
+            assigned_users=privilege.assignees(cfg.airflow.approvers, name))
         plan >> approve >> actuate
     # not downstream of approve: a rejection skips approve's direct downstream (actuate),
     # and verify still observes and reports the unapproved drift

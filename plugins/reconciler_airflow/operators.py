@@ -114,6 +114,13 @@ class PlanApproval(ApprovalOperator):
         user = event.get("responded_by_user") or {}
         decision = {"approved": self.APPROVE in chosen, "timed_out": bool(event.get("timedout")),
                     "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else None}
+        if decision["approved"] and not self._assignee(user):
+            # Airflow's API refuses non-assignees unless every user is an admin
+            # (simple_auth_manager_all_admins): the target's approvers still decide
+            self.log.warning("approval by %s refused: not an approver of %s", decision["by"],
+                             self.target)
+            decision.update(approved=False, refused=True)
+            event = {**event, "chosen_options": [self.REJECT]}  # skip actuate, as a rejection
         if decision["approved"]:
             decision["stale"] = self._still_valid(context)
             if not decision["stale"]:
@@ -125,6 +132,13 @@ class PlanApproval(ApprovalOperator):
                               decision.get("stale"))
         self._audit(context, decision)
         return super().execute_complete(context, event)
+
+    def _assignee(self, user: Any) -> bool:
+        """Whether the responder is one of the task's assigned users (anyone, when none)."""
+        if not self.assigned_users:
+            return True
+        uid = str(user.get("id")) if isinstance(user, dict) else None
+        return uid in {str(u["id"]) for u in self.assigned_users}
 
     def _record_approval(self, context: Any, decision: dict[str, Any]) -> None:
         """The store's approval of this plan hash is what lets ``actuate`` act (core.guard):
@@ -158,6 +172,7 @@ class PlanApproval(ApprovalOperator):
         step.target.store.record_operator(
             self.target, f"airflow:{decision['by'] or 'unknown'}",
             "plan_stale" if decision.get("stale") else
+            "approval_refused" if decision.get("refused") else
             "plan_approved" if decision["approved"] else "plan_rejected",
             {"plan_hash": (summary or {}).get("hash"), "timed_out": decision["timed_out"],
              "stale": decision.get("stale", [])}, cid)

@@ -123,9 +123,14 @@ def compare(target: str, sensed: dict[str, Any], validated: dict[str, Any]) -> d
 
 
 def route(target: str, compared: dict[str, Any]) -> list[str]:
-    params = _params()
-    decision = _step(target).route(compared["drift"], dry_run=bool(params.get("dry_run")),
-                                   reset_breaker=bool(params.get("reset_breaker")))
+    from reconciler_airflow.privilege import reset_actor
+
+    params, step = _params(), _step(target)
+    dry_run = bool(params.get("dry_run"))
+    actor = reset_actor(step, get_current_context()["dag_run"],
+                        bool(params.get("reset_breaker")) and not dry_run)
+    decision = step.route(compared["drift"], dry_run=dry_run, reset_breaker=actor is not None,
+                          actor=actor or "airflow")
     get_current_context()["ti"].xcom_push(key="decision", value=decision.model_dump(mode="json"))
     return {"record": ["record"], "report": ["report"], "plan": ["pass_1.plan"],
             "page": ["page", "pass_1.plan"]}[decision.route]

@@ -45,7 +45,10 @@ TARGET_POLICIES = {
     "demo": "",
     "settle": ", settle_seconds: 3",
     "paged": ", max_delete_fraction: 0.0, auto_apply: [low, high, critical]",
+    "guarded": ", max_delete_fraction: 0.0, auto_apply: [low, high, critical]",
 }
+# targets whose plan approvals only named users / roles may answer (tests/dags/test_privilege.py)
+APPROVERS = {"guarded": ", approvers: {users: [alice], roles: [op]}"}
 # targets that announce through Airflow's notifiers (connections set by tests/dags/test_notify.py)
 NOTIFIER_ALERTS = {
     "paged": ", slack_conn_id: rc_slack, pagerduty_conn_id: rc_pagerduty, "
@@ -85,7 +88,7 @@ def _write_targets() -> None:
               policy: {FAST % extra}
               alerts: {{deadline: {str(name in DEADLINE_TARGETS).lower()},
                         webhook: "${{RECONCILER_TEST_WEBHOOK}}"{NOTIFIER_ALERTS.get(name, "")}}}
-              airflow: {{retries: 2, retry_delay_seconds: 0.2}}
+              airflow: {{retries: 2, retry_delay_seconds: 0.2{APPROVERS.get(name, "")}}}
             """), "  "))
     TARGETS.write_text("\n".join(lines) + "\n")
 

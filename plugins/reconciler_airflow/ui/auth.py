@@ -3,7 +3,8 @@
 Every route needs an Airflow user (a Bearer JWT or the UI's session cookie): the app declares
 ``get_user`` as an app-wide dependency, so a route can never be public by omission. Each target
 is authorized as its DAG ``reconcile__<target>`` through the configured auth manager: reading
-needs GET on the DAG's runs, a breaker reset PUT on the DAG, a dry run POST on its runs (what
+needs GET on the DAG's runs, a breaker reset PUT on the DAG and on the target's pool
+(``privilege.may_reset_breaker``, role op and up), a dry run POST on its runs (what
 Airflow's own trigger endpoint needs). A cookie-authenticated POST must also come from this
 origin (SameSite=Lax alone still lets a sibling port post a form).
 """
@@ -52,8 +53,16 @@ def _reader(target: str, request: Request, user: GetUserDep) -> BaseUser:
 
 
 def _resetter(target: str, request: Request, user: GetUserDep) -> BaseUser:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    from reconciler_airflow.privilege import may_reset_breaker
+
     _same_origin(request)
     _authorize(request, user, target, "PUT", None)
+    # the same question the ``reset_breaker`` run parameter asks: DAG and pool edit access
+    if not may_reset_breaker(get_auth_manager(), user, target):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"resetting {target!r}'s breaker needs edit access to its pool too")
     _known(target)
     return user
 
