@@ -240,9 +240,13 @@ class SqlStore:
 
     def audit_rows(self, target: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, kind: AuditKind | None = None,
-                   limit: int = 200, correlation_id: str | None = None) -> list[dict[str, Any]]:
-        """Audit rows newest first, ``since <= at < until``; ``payload`` is the decoded JSON."""
+                   limit: int = 200, correlation_id: str | None = None,
+                   targets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """At most ``limit`` audit rows newest first, ``since <= at < until``, of ``target``
+        and/or any of ``targets``; ``payload`` is the decoded JSON."""
         query = sa.select(audit)
+        if targets is not None:
+            query = query.where(audit.c.target.in_(list(targets)))
         for column, value in (("target", target), ("kind", kind),
                               ("correlation_id", correlation_id)):
             if value is not None:
