@@ -112,6 +112,17 @@ def test_reopening_an_upgraded_store_changes_nothing(url: str) -> None:
         assert store.load_breaker("t").reason == "kept"
 
 
+def test_a_store_made_by_create_all_of_the_current_schema_is_adopted(url: str) -> None:
+    """A development store (create_all after reconciler_cycle_states was added, no version)."""
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    engine.dispose()
+    with open_store(url) as store:
+        assert store.schema_version() == "0002"
+        store.save_breaker(BreakerState(target="t", state="open", consecutive_failures=1))
+        assert store.load_breaker("t").state == "open"
+
+
 def test_a_new_store_is_built_by_the_migrations_exactly_as_the_code_declares(url: str) -> None:
     with open_store(url) as store:
         assert store.schema_version() == "0002"
