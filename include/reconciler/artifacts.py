@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-__all__ = ["ArtifactStore", "FolderArtifacts", "S3Artifacts", "open_artifacts"]
+from reconciler.home import reconciler_home
+
+__all__ = ["ArtifactStore", "FolderArtifacts", "S3Artifacts", "artifact_location",
+           "open_artifacts"]
 
 
 class ArtifactStore(Protocol):
@@ -83,6 +86,11 @@ class S3Artifacts:
         parsed = urlparse(ref)
         obj = self.client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
         return json.loads(obj["Body"].read())
+
+
+def artifact_location(configured: str | None, target: str) -> str:
+    """Where a target's artifacts live: its ``artifacts`` setting, else under RECONCILER_HOME."""
+    return configured or str(reconciler_home() / "artifacts" / target)
 
 
 def open_artifacts(location: str) -> ArtifactStore:

@@ -19,8 +19,7 @@ from reconciler.actuation import (
     BatchRefused,
     batches_for,
 )
-from reconciler.artifacts import ArtifactStore, open_artifacts
-from reconciler.config import reconciler_home
+from reconciler.artifacts import ArtifactStore, artifact_location, open_artifacts
 from reconciler.core import breaker as brk
 from reconciler.core.compare import compare
 from reconciler.core.convergence import judge_pass, within_tolerance
@@ -70,8 +69,7 @@ class Step(ActuationSteps):
 
     @property
     def artifacts(self) -> ArtifactStore:
-        where = self.target.config.artifacts or str(reconciler_home() / "artifacts" / self.name)
-        return open_artifacts(where)
+        return open_artifacts(artifact_location(self.target.config.artifacts, self.name))
 
     @property
     def name(self) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from reconciler import migrations
 from reconciler.core.breaker import BreakerState
 from reconciler.core.cycle import CycleState
 from reconciler.core.model import (
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 AuditKind = Literal["plan", "action", "event", "operator"]
 _ESTIMATE_WINDOW = 200
-_LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent create_all
+_LOCK_KEY = 0x5EC0C11E  # pg advisory lock serialising concurrent schema upgrades
 _utcnow = partial(datetime.now, UTC)
 
 
@@ -138,7 +139,7 @@ class SqlStore:
         if self._dialect == "sqlite":
             configure_sqlite(engine)
         self._writer = writer(engine)
-        self._create_tables()
+        self._upgrade_schema()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -152,11 +153,17 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _create_tables(self) -> None:
-        with self._writer.begin() as conn:
+    def _upgrade_schema(self) -> None:
+        """Bring the store to the newest schema (creating it if empty), one opener at a time."""
+        with self._writer.begin() as conn:  # on SQLite, BEGIN IMMEDIATE serialises openers
             if self._dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            metadata.create_all(conn)
+            migrations.upgrade(conn)
+
+    def schema_version(self) -> str | None:
+        """The applied migration (`reconciler_alembic_version`), e.g. "0002"."""
+        with self.engine.connect() as conn:
+            return migrations.current_revision(conn)
 
     def record_cycle(self, outcome: Outcome) -> None:
         stmt = _upsert(self._dialect, cycles, _cycle_values(outcome), ("target", "correlation_id"))
@@ -233,9 +240,13 @@ class SqlStore:
 
     def audit_rows(self, target: str | None = None, since: datetime | None = None,
                    until: datetime | None = None, kind: AuditKind | None = None,
-                   limit: int = 200, correlation_id: str | None = None) -> list[dict[str, Any]]:
-        """Audit rows newest first, ``since <= at < until``; ``payload`` is the decoded JSON."""
+                   limit: int = 200, correlation_id: str | None = None,
+                   targets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """At most ``limit`` audit rows newest first, ``since <= at < until``, of ``target``
+        and/or any of ``targets``; ``payload`` is the decoded JSON."""
         query = sa.select(audit)
+        if targets is not None:
+            query = query.where(audit.c.target.in_(list(targets)))
         for column, value in (("target", target), ("kind", kind),
                               ("correlation_id", correlation_id)):
             if value is not None:
@@ -415,7 +426,7 @@ def _default_url() -> str:
 
 
 def open_store(url: str | None = None) -> SqlStore:
-    """Open (creating tables as needed) the store at url, $RECONCILER_STORE_URL or the home db."""
+    """Open the store at url, $RECONCILER_STORE_URL or the home db; create or upgrade its schema."""
     parsed = make_url(url or _default_url())
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

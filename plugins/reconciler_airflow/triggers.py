@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from reconciler.pipeline import Step
 
 __all__ = ["WaveReadyTrigger"]
 
@@ -30,16 +33,22 @@ class WaveReadyTrigger(BaseTrigger):
             "poll_s": self.poll_s})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        for _ in range(max(1, math.ceil(self.timeout_s / self.poll_s))):
-            status = await asyncio.to_thread(self._status)
-            if status != "wait":
-                yield TriggerEvent({"status": status})
-                return
-            await asyncio.sleep(self.poll_s)
-        yield TriggerEvent({"status": "timeout"})
+        # One config parse and one store engine per wait, disposed however it ends (fired,
+        # timed out, or cancelled when the triggerer drops the trigger): polling must not
+        # build an engine every few seconds and leak its pool.
+        step = await asyncio.to_thread(self._open)
+        try:
+            for _ in range(max(1, math.ceil(self.timeout_s / self.poll_s))):
+                status = await asyncio.to_thread(step.wave_status, self.plan_ref, self.wave)
+                if status != "wait":
+                    yield TriggerEvent({"status": str(status)})
+                    return
+                await asyncio.sleep(self.poll_s)
+            yield TriggerEvent({"status": "timeout"})
+        finally:
+            step.target.store.close()
 
-    def _status(self) -> str:
+    def _open(self) -> Step:
         from reconciler.pipeline import Step
 
-        return str(Step.open(self.target, self.correlation_id).wave_status(self.plan_ref,
-                                                                           self.wave))
+        return Step.open(self.target, self.correlation_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -73,8 +75,32 @@ def test_a_run_link_is_written_once(cycle):
 
 
 def test_s3_artifacts_are_named_not_fetched():
-    value, why = data.read_artifact("s3://bucket/cid/diff.json")
+    value, why = data.read_artifact("s3://bucket/cid/diff.json", "s3://bucket")
     assert value is None and "never calls the cloud" in why
+
+
+def test_only_artifacts_under_the_targets_artifact_folder_are_opened(cycle, tmp_path):
+    root = data.artifact_root("shop")
+    diff_ref = run_link(cycle, "shop", "shop-data-1")["diff_ref"]
+    assert data.read_artifact(diff_ref, root) == (json.loads(Path(diff_ref).read_text()), None)
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text('{"password": "hunter2"}')
+    link = Path(root) / "link.json"
+    link.symlink_to(secret)
+    for ref in (str(secret), f"{root}/../../elsewhere.json", str(link)):
+        value, why = data.read_artifact(ref, root)
+        assert value is None and "outside the target's artifact folder" in why, ref
+    assert data.read_artifact(diff_ref, None)[0] is None  # a target no longer configured
+    assert data.read_artifact(diff_ref, data.artifact_root("idle"))[0] is None
+
+
+def test_a_cycle_whose_stored_diff_points_elsewhere_shows_no_file(cycle, tmp_path):
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text('{"counts": {"add": 99}}')
+    record_run_link(cycle, "shop", "shop-data-2", "reconcile__shop", "manual__9",
+                    diff_ref=str(secret))
+    detail = data.cycle_detail(cycle, "shop", "shop-data-2")
+    assert detail["diff"] is None and "not opened" in detail["diff_note"]
 
 
 def test_the_audit_trail_filters_by_target_kind_and_time(cycle):
@@ -89,6 +115,28 @@ def test_the_audit_trail_filters_by_target_kind_and_time(cycle):
                             500) == []
     assert data.parse_time("2026-11-28T10:00") == datetime(2026, 11, 28, 10, tzinfo=UTC)
     assert data.parse_time("") is None
+
+
+def test_the_audit_trail_loads_at_most_limit_rows_over_all_targets(tmp_path):
+    from reconciler.store import SqlStore, open_store
+
+    class Counting(SqlStore):
+        loaded = 0
+
+        def audit_rows(self, *args, **kwargs):
+            rows = super().audit_rows(*args, **kwargs)
+            Counting.loaded += len(rows)
+            return rows
+
+    st = Counting(open_store(f"sqlite:///{tmp_path}/state.db").engine)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(30):
+        st._now = lambda i=i: t0 + timedelta(minutes=i)
+        st.record_operator(["a", "b", "c"][i % 3], "ops", f"note-{i}")
+    rows = data.audit_trail(st, ["a", "b", "c"], None, None, None, 4)
+    assert [r["summary"] for r in rows] == [f"note-{i}" for i in (29, 28, 27, 26)]
+    assert Counting.loaded == 4
+    assert len(data.audit_trail(st, ["a", "b"], None, None, None, 100)) == 20
 
 
 def test_the_chart_escapes_what_it_shows():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -15,6 +15,8 @@ from reconciler.desired.yamlread import MAX_BYTES
 __all__ = ["load_desired_s3", "list_versions", "s3_version", "version_ids_of", "split_uri"]
 
 MAX_OBJECTS = 10_000
+# a page holds up to 1,000 versions: bounds old versions and other files, not only YAML
+MAX_PAGES = 1_000
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -48,18 +50,34 @@ def _yaml_key(key: str, prefix: str) -> bool:
 
 
 def list_versions(uri: str, client: Any = None) -> dict[str, str]:
-    """The latest version id of every YAML object directly under the prefix."""
+    """The latest version id of every YAML object directly under the prefix.
+
+    Pages are fetched one at a time and the cap checked after each, so a huge prefix is refused
+    after MAX_OBJECTS YAML objects, not after listing all of it."""
     bucket, prefix = split_uri(uri)
     s3 = client or _client()
     found: dict[str, str] = {}
-    pager = s3.get_paginator("list_object_versions")
-    for page in _guarded(uri, lambda: list(pager.paginate(Bucket=bucket, Prefix=prefix))):
+    for page in _pages(uri, s3, bucket, prefix):
         for item in page.get("Versions", ()):
             if item.get("IsLatest") and _yaml_key(item["Key"], prefix):
                 found[item["Key"]] = _version_of(item)
         if len(found) > MAX_OBJECTS:
             raise InvalidDesiredState([(SourceLocation(uri), f"over {MAX_OBJECTS} YAML objects")])
     return dict(sorted(found.items()))
+
+
+def _pages(uri: str, s3: Any, bucket: str, prefix: str) -> Iterator[Mapping[str, Any]]:
+    """list_object_versions pages, fetched lazily, each S3 call guarded; at most MAX_PAGES."""
+    pages = _guarded(uri, lambda: iter(
+        s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)))
+    for index in range(MAX_PAGES + 1):
+        page: Mapping[str, Any] | None = _guarded(uri, lambda: next(pages, None))
+        if page is None:
+            return
+        if index == MAX_PAGES:
+            raise InvalidDesiredState([(SourceLocation(uri), f"over {MAX_PAGES} pages of object "
+                                        "versions under the prefix (old versions, other files)")])
+        yield page
 
 
 def _version_of(item: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Read models for the dashboard, from the targets config and the state store only.
 
 Nothing here calls a provider: the dashboard must answer at 3 a.m. while the cloud is down.
-Artifacts are read only from a local folder (an ``s3://`` artifact is named, not fetched).
+Artifacts are read only from the target's local artifact folder (an ``s3://`` artifact is
+named, not fetched; a path elsewhere is not opened).
 Every value returned is JSON-safe, so the HTML pages and the JSON API share one shape.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from reconciler.artifacts import artifact_location
 from reconciler.config import config_path, load_config_lenient
 from reconciler.core.model import Outcome
 from reconciler.digests import is_digest
@@ -106,12 +108,23 @@ def _outcome(st: SqlStore, name: str, correlation_id: str) -> Outcome | None:
     return Outcome.model_validate_json(raw) if raw else None
 
 
-def read_artifact(ref: str | None) -> tuple[Any, str | None]:
-    """(JSON, None) from a local artifact, or (None, why not): S3 is never fetched from here."""
+def artifact_root(name: str) -> str | None:
+    """The target's artifact location as its pipeline computes it; None for an unknown target."""
+    config, _ = load_config_lenient(config_path())
+    target = config.targets.get(name)
+    return None if target is None else artifact_location(target.artifacts, name)
+
+
+def read_artifact(ref: str | None, root: str | None) -> tuple[Any, str | None]:
+    """(JSON, None) from a local artifact under ``root``, or (None, why not): S3 is never
+    fetched from here, and a path outside the target's artifact folder is never opened (a
+    reference comes from the store, which any store writer can set to any path)."""
     if not ref:
         return None, "not recorded"
     if ref.startswith("s3://"):
         return None, f"stored at {ref}; not fetched (the dashboard never calls the cloud)"
+    if root is None or root.startswith("s3://") or not _inside(Path(ref), Path(root)):
+        return None, f"{ref} is outside the target's artifact folder; not opened"
     path = Path(ref)
     try:
         size = path.stat().st_size
@@ -120,6 +133,11 @@ def read_artifact(ref: str | None) -> tuple[Any, str | None]:
         return json.loads(path.read_text()), None
     except (OSError, ValueError) as exc:
         return None, f"{ref}: {type(exc).__name__}"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    # resolve() follows symlinks and "..": a link in the folder to /etc is outside
+    return path.resolve().is_relative_to(root.resolve())
 
 
 HIDDEN = "(hidden)"
@@ -245,9 +263,10 @@ def cycle_detail(st: SqlStore, name: str, correlation_id: str) -> dict[str, Any]
     plans = [_plan_view(r["payload"], decisions, outcome is not None)
              for r in by_kind.get("plan", [])]
     link = run_link(st, name, correlation_id) or {}
-    diff, diff_note = read_artifact(link.get("diff_ref"))
+    root = artifact_root(name)
+    diff, diff_note = read_artifact(link.get("diff_ref"), root)
     if not plans and link.get("preview_ref"):
-        preview, _ = read_artifact(link["preview_ref"])
+        preview, _ = read_artifact(link["preview_ref"], root)
         if preview:
             plans = [{**_plan_view(preview, decisions, True), "preview": True}]
     return {
@@ -297,12 +316,10 @@ def _summary(row: dict[str, Any]) -> str:
 
 def audit_trail(st: SqlStore, targets: list[str], since: datetime | None,
                 until: datetime | None, kind: str | None, limit: int) -> list[dict[str, Any]]:
-    """Audit rows of the given targets, newest first, each with a one-line summary."""
-    rows: list[dict[str, Any]] = []
-    for name in targets:
-        rows += st.audit_rows(target=name, since=since, until=until,
-                              kind=kind, limit=limit)  # type: ignore[arg-type]
-    rows.sort(key=lambda r: (r["at"], r["id"]), reverse=True)
+    """At most ``limit`` audit rows of the given targets (one query), newest first, each with a
+    one-line summary."""
+    rows = st.audit_rows(targets=targets, since=since, until=until,
+                         kind=kind, limit=limit)  # type: ignore[arg-type]
     return [{"id": r["id"], "at": _iso(r["at"]), "target": r["target"], "kind": r["kind"],
              "actor": r["actor"], "correlation_id": r["correlation_id"],
-             "action_id": r["action_id"], "summary": _summary(r)} for r in rows[:limit]]
+             "action_id": r["action_id"], "summary": _summary(r)} for r in rows]
