@@ -167,10 +167,12 @@ def plan_stop(plan: Plan) -> Stop | None:
         return Stop(status="failed", reason="plan rejected: " + "; ".join(plan.validation.errors))
     if only_conflicts(plan):  # blocked, reported and left alone: not a failed cycle
         return blocked_stop([str(b.key) for b in plan.audit.blocked])
-    if plan.is_empty:
+    if plan.is_empty and plan.audit.blocked:
         reasons = sorted({b.reason for b in plan.audit.blocked})
         return Stop(status="failed",
                     reason="drift remains but every change is blocked: " + "; ".join(reasons))
+    if plan.is_empty:
+        return Stop(status="failed", reason="drift remains but the plan has no action for it")
     return None
 
 
