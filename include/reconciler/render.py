@@ -13,7 +13,8 @@ from reconciler.core.model import Diff, Event, FieldChange, KindStatus, Outcome,
 from reconciler.digests import is_digest
 
 __all__ = ["render_report", "render_outcome", "coverage_lines", "render_incomplete",
-           "ProgressBar", "JsonLinesSink", "short", "FORMAT_VERSION", "versioned", "wants_color", "style_of", "write_text"]
+           "ProgressBar", "JsonLinesSink", "short", "FORMAT_VERSION", "versioned",
+           "wants_color", "style_of", "write_text"]
 
 FORMAT_VERSION = 1  # of every JSON document the CLI prints; bumped only on a breaking change
 

@@ -14,7 +14,8 @@ __all__ = [
     "ActionState", "OperationResult", "ResourceKey", "DesiredResource", "DesiredState",
     "ObservedResource", "Observation", "KindStatus", "Snapshot", "FieldChange", "Modification",
     "KindCoverage", "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange",
-    "PlanValidation", "PlanAudit", "Degradation", "Plan", "Approval", "PendingCreate", "ActionResult", "Event",
+    "PlanValidation", "PlanAudit", "Degradation", "Plan", "Approval", "PendingCreate",
+    "ActionResult", "Event",
     "EventType", "ActuationResult", "CycleStatus", "Outcome", "canonical_json", "content_hash",
 ]
 
