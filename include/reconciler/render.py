@@ -9,10 +9,19 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.loop import CycleReport
-from reconciler.core.model import Diff, Event, FieldChange, KindStatus, Outcome, Plan
+from reconciler.core.model import (
+    Diff,
+    Event,
+    FieldChange,
+    KindCoverage,
+    KindStatus,
+    Outcome,
+    Plan,
+)
 from reconciler.digests import is_digest
 
-__all__ = ["render_report", "render_outcome", "coverage_lines", "render_incomplete",
+__all__ = ["render_report", "render_outcome", "coverage_lines", "coverage_figure",
+           "render_incomplete",
            "ProgressBar", "JsonLinesSink", "short", "FORMAT_VERSION", "versioned",
            "wants_color", "style_of", "write_text"]
 
@@ -65,19 +74,21 @@ def coverage_lines(diff: Diff) -> list[str]:
         if not cov.unmanaged and not cov.ignored:
             continue
         ignored = f"; {cov.ignored:,} ignored (policy.unmanaged_ignore)" if cov.ignored else ""
-        lines.append(f"Coverage: {kind}: {cov.managed:,} of {cov.seen:,} managed "
-                     f"({_percent(cov.fraction)}){ignored}")
+        lines.append(f"Coverage: {kind}: {coverage_figure(cov)}{ignored}")
     return lines
 
 
-def _percent(fraction: float) -> str:
-    """Whole percent, never rounded up to 100% (or down to 0%) while any is left out."""
-    pct = round(fraction * 100)
-    if pct == 100 and fraction < 1:
-        return ">99%"
-    if pct == 0 and fraction > 0:
-        return "<1%"
-    return f"{pct}%"
+def coverage_figure(cov: KindCoverage) -> str:
+    """'1,140 of 1,240 managed (92%)': whole percent, never rounded up to 100% (or down to 0%)
+    while any resource is left out (or in)."""
+    pct = round(cov.fraction * 100)
+    if pct == 100 and cov.fraction < 1:
+        shown = ">99%"
+    elif pct == 0 and cov.fraction > 0:
+        shown = "<1%"
+    else:
+        shown = f"{pct}%"
+    return f"{cov.managed:,} of {cov.seen:,} managed ({shown})"
 
 
 def _change(c: FieldChange) -> str:
