@@ -150,3 +150,16 @@ def test_unmanaged_resources_never_appear_in_any_plan_action(desired, current, s
         assert adopt and key in desired
         assert all(a.type == "update" and a.params.get("adopt")
                    for a in plan.actions if str(a.target) == key)
+
+
+@pytest.mark.parametrize("owner, managed, foreign", [
+    ("t", True, None), ("other", False, "other"), (None, False, None)])
+def test_aws_marks_what_another_target_owns_so_it_is_not_reported_as_unmanaged(
+        owner, managed, foreign):
+    from reconciler.providers.aws.base import observed
+    from reconciler.providers.aws.tags import Ownership
+
+    seen = observed("ec2.Instance", "web", {}, Ownership(owner, "web", False), managed, "i-1")
+    assert seen.foreign_owner == foreign
+    diff, _ = compare([], snapshot(seen, kinds=("ec2.Instance",)), rules=RULES, policy=Policy())
+    assert [str(k) for k in diff.unmanaged] == ([] if owner else ["ec2.Instance/web"])
