@@ -351,6 +351,10 @@ def _report_json(report: CycleReport) -> dict[str, object]:
     data = summary(report)
     if report.plans:
         data["plan"] = report.plans[0].model_dump(mode="json")
+    if report.diff is not None:  # reported only: unmanaged resources are never changes
+        data["unmanaged"] = [str(k) for k in report.diff.unmanaged]
+        data["coverage"] = {kind: {**c.model_dump(mode="json"), "fraction": round(c.fraction, 6)}
+                            for kind, c in report.diff.coverage.items()}
     return data
 
 

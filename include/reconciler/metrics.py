@@ -15,6 +15,9 @@ Names (after the prefix, ``<t>`` the target):
   under load (core.fidelity), so it ran fewer actions at once and deleted nothing
 - ``reconciler.<t>.drift.magnitude`` / ``.urgency`` (0 none, 1 low, 2 high, 3 critical) /
   ``.resources`` (gauges)
+- ``reconciler.<t>.coverage.<kind>.managed`` / ``.unmanaged`` / ``.ignored`` / ``.fraction``
+  (gauges): resources of the kind this target owns, those no target owns (never acted on),
+  those ``policy.unmanaged_ignore`` hides, and managed / (managed + unmanaged)
 - ``reconciler.<t>.actions.<create|update|delete>.<succeeded|failed>`` (counters);
   rollback actions as ``reconciler.<t>.rollbacks.<type>.<result>``
 - ``reconciler.<t>.cycle.duration`` (timer, ms), ``reconciler.<t>.cycle.status.<status>``
@@ -34,7 +37,7 @@ from functools import lru_cache
 from typing import Any
 
 from reconciler.core.breaker import BreakerState
-from reconciler.core.model import URGENCY_RANK, Drift, Event, Outcome, Snapshot
+from reconciler.core.model import URGENCY_RANK, Diff, Drift, Event, Outcome, Snapshot
 
 __all__ = ["StatsdSettings", "Metrics", "MetricsSink", "settings_from_airflow"]
 
@@ -120,6 +123,13 @@ class Metrics:
         self.gauge(target, "drift.magnitude", drift.magnitude)
         self.gauge(target, "drift.urgency", URGENCY_RANK[drift.urgency])
         self.gauge(target, "drift.resources", drift.drifted)
+
+    def coverage(self, target: str, diff: Diff) -> None:
+        for kind, cov in diff.coverage.items():
+            self.gauge(target, f"coverage.{kind}.managed", cov.managed)
+            self.gauge(target, f"coverage.{kind}.unmanaged", cov.unmanaged)
+            self.gauge(target, f"coverage.{kind}.ignored", cov.ignored)
+            self.gauge(target, f"coverage.{kind}.fraction", round(cov.fraction, 6))
 
     def cycle(self, outcome: Outcome, breaker: BreakerState) -> None:
         seconds = (outcome.finished_at - outcome.started_at).total_seconds()

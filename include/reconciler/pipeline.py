@@ -200,6 +200,7 @@ class Step(ActuationSteps):
                                  diff.model_dump(mode="json"))
         self.metrics.drift(self.name, drift)
         if label == "diff":
+            self.metrics.coverage(self.name, diff)
             state = self.update(initial_drift=drift, diff_ref=ref, snapshot_ref=snapshot_ref,
                                 desired_version=desired.version,
                                 flapping=tuple(sorted(diff.suppressed)),

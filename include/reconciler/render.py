@@ -9,11 +9,21 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.loop import CycleReport
-from reconciler.core.model import Diff, Event, FieldChange, KindStatus, Outcome, Plan
+from reconciler.core.model import (
+    Diff,
+    Event,
+    FieldChange,
+    KindCoverage,
+    KindStatus,
+    Outcome,
+    Plan,
+)
 from reconciler.digests import is_digest
 
-__all__ = ["render_report", "render_outcome", "render_incomplete", "ProgressBar", "JsonLinesSink",
-           "short", "FORMAT_VERSION", "versioned", "wants_color", "style_of", "write_text"]
+__all__ = ["render_report", "render_outcome", "coverage_lines", "coverage_figure",
+           "render_incomplete",
+           "ProgressBar", "JsonLinesSink", "short", "FORMAT_VERSION", "versioned",
+           "wants_color", "style_of", "write_text"]
 
 FORMAT_VERSION = 1  # of every JSON document the CLI prints; bumped only on a breaking change
 
@@ -36,7 +46,49 @@ def render_diff(diff: Diff) -> list[str]:
               for k in diff.conflicts]
     lines += [f"  = {k}  (protected-orphaned: not desired, but protected: kept)"
               for k in diff.protected_orphans]
-    return _clip(lines)
+    return _clip(lines) + _unmanaged(diff)
+
+
+_UNMANAGED_SHOWN = 20  # per kind; --json lists up to core.compare.UNMANAGED_LISTED
+
+
+def _unmanaged(diff: Diff) -> list[str]:
+    """``?`` lines: resources in scope no target owns (never acted on), with coverage per kind."""
+    lines: list[str] = []
+    for kind, cov in diff.coverage.items():
+        if not cov.unmanaged and not cov.ignored:
+            continue
+        keys = [k for k in diff.unmanaged if k.kind == kind]
+        lines += [f"  ? {k}  (not owned by any target: not managed, never touched)"
+                  for k in keys[:_UNMANAGED_SHOWN]]
+        if cov.unmanaged > min(len(keys), _UNMANAGED_SHOWN):
+            lines.append(f"  ? ... {cov.unmanaged - min(len(keys), _UNMANAGED_SHOWN):,} more "
+                         f"{kind} unmanaged (use --json)")
+    return lines + coverage_lines(diff)
+
+
+def coverage_lines(diff: Diff) -> list[str]:
+    """'Coverage: ec2.Instance: 1,140 of 1,240 managed (92%)', for each kind with unowned ones."""
+    lines = []
+    for kind, cov in diff.coverage.items():
+        if not cov.unmanaged and not cov.ignored:
+            continue
+        ignored = f"; {cov.ignored:,} ignored (policy.unmanaged_ignore)" if cov.ignored else ""
+        lines.append(f"Coverage: {kind}: {coverage_figure(cov)}{ignored}")
+    return lines
+
+
+def coverage_figure(cov: KindCoverage) -> str:
+    """'1,140 of 1,240 managed (92%)': whole percent, never rounded up to 100% (or down to 0%)
+    while any resource is left out (or in)."""
+    pct = round(cov.fraction * 100)
+    if pct == 100 and cov.fraction < 1:
+        shown = ">99%"
+    elif pct == 0 and cov.fraction > 0:
+        shown = "<1%"
+    else:
+        shown = f"{pct}%"
+    return f"{cov.managed:,} of {cov.seen:,} managed ({shown})"
 
 
 def _change(c: FieldChange) -> str:
@@ -136,6 +188,7 @@ def wants_color(stream: TextIO, no_color: bool = False,
 # (first token of a stripped line, style): the diff and plan symbols, then the headings
 _STYLES: tuple[tuple[str, str], ...] = (
     ("+ ", "green"), ("~ ", "yellow"), ("- ", "red"), ("! ", "magenta"), ("= ", "cyan"),
+    ("? ", "blue"), ("Coverage:", "bold"),
     ("blocked ", "red"), ("INVALID:", "bold red"), ("needs approval:", "bold yellow"),
     ("Incomplete:", "bold red"), ("Outcome: converged", "bold green"),
     ("Outcome: in_sync", "bold green"), ("Outcome:", "bold red"), ("Plan ", "bold"),

@@ -239,3 +239,44 @@ def test_apply_dry_run_exits_1_when_a_kind_could_not_be_observed(env, tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     data = json.loads(out.stdout.splitlines()[-1])
     assert data["result"] == "incomplete" and list(data["incomplete_kinds"]) == ["sim.Workload"]
+
+
+def _by_hand(tmp_path: Path, *names: str, tags: dict[str, str] | None = None) -> None:
+    """Resources made by hand in the target's scope: owned by no target."""
+    from reconciler.providers.simulated import SimulatedProvider
+
+    sim = SimulatedProvider(tmp_path / "sim.db")
+    for name in names:
+        sim.put("sim.Node", name, {"pool": "default", "tags": tags or {}}, managed=False)
+
+
+def test_plan_lists_unmanaged_resources_with_question_marks_and_coverage_but_stays_in_sync(
+        env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    _by_hand(tmp_path, "hand-made")
+    out = reconcile(env, "plan", "--target", "lab")
+    assert out.returncode == 0, out.stdout + out.stderr  # unmanaged resources are not changes
+    assert "  ? sim.Node/hand-made  (not owned by any target" in out.stdout
+    assert "Coverage: sim.Node: 2 of 3 managed (67%)" in out.stdout
+    data = json.loads(reconcile(env, "plan", "--target", "lab", "--json").stdout.splitlines()[-1])
+    assert data["result"] == "in_sync" and data["unmanaged"] == ["sim.Node/hand-made"]
+    assert data["coverage"]["sim.Node"] == {"managed": 2, "unmanaged": 1, "ignored": 0,
+                                            "fraction": 0.666667}
+    assert data["coverage"]["sim.Workload"]["fraction"] == 1.0
+
+
+def test_apply_never_touches_an_unmanaged_resource_and_ignore_rules_hide_it(env, tmp_path):
+    reconcile(env, "sim", "seed", "--target", "lab")
+    _by_hand(tmp_path, "scratch-1")
+    _by_hand(tmp_path, "ci-runner", tags={"owner": "ci"})
+    out = reconcile(env, "apply", "--target", "lab", "--yes", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(out.stdout.splitlines()[-1])
+    assert data["plans"] == [] and data["unmanaged"] == ["sim.Node/ci-runner", "sim.Node/scratch-1"]
+    config = tmp_path / "targets.yaml"
+    config.write_text(config.read_text().replace(
+        "backoff_cap_s: 0.1}", "backoff_cap_s: 0.1, unmanaged_ignore: "
+        "{names: ['scratch-*'], tags: {owner: ci}}}"))
+    data = json.loads(reconcile(env, "plan", "--target", "lab", "--json").stdout.splitlines()[-1])
+    assert data["unmanaged"] == [] and data["coverage"]["sim.Node"]["ignored"] == 2
+    assert data["coverage"]["sim.Node"]["fraction"] == 1.0

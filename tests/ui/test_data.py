@@ -175,3 +175,59 @@ def test_each_action_shows_one_state_now_pending_done_failed_or_rolled_back():
     running = {(v["action_id"], v["state"])
                for v in data.action_states(rows, [planned(*ids)], {"create:sim.Node/d"})}
     assert ("create:sim.Node/d", "running") in running
+
+
+@pytest.fixture
+def strays(tmp_path, monkeypatch):
+    """Target ``shop`` with a node missing, plus two hand-made nodes; one carries a tag the
+    policy ignores."""
+    config = write_targets(tmp_path, ["shop"],
+                           extra_policy=", unmanaged_ignore: {tags: {owner: ci}}")
+    monkeypatch.setenv("RECONCILER_CONFIG", str(config))
+    monkeypatch.setenv("RECONCILER_HOME", str(tmp_path / "reconciler"))
+    monkeypatch.setenv("RECONCILER_STORE_URL", f"sqlite:///{tmp_path}/reconciler/state.db")
+    monkeypatch.delenv("AIRFLOW__METRICS__STATSD_ON", raising=False)
+    sim = seed_fleet(tmp_path, "shop")
+    spec = dict(sim.get("sim.Node", "node-a1").spec)
+    sim.put("sim.Node", "by-hand", spec, managed=False)
+    sim.put("sim.Node", "ci-runner", {**spec, "tags": {"owner": "ci"}}, managed=False)
+    sim.delete("sim.Node", "node-a2")
+    result = pipeline_cycle("shop", "shop-strays-1")
+    store = result["step"].target.store
+    record_run_link(store, "shop", "shop-strays-1", "reconcile__shop", "manual__2",
+                    diff_ref=result["compared"]["diff_ref"])
+    return store, sim
+
+
+def test_a_cycle_lists_unmanaged_resources_per_kind_with_the_coverage_figure(strays):
+    store, sim = strays
+    detail = data.cycle_detail(store, "shop", "shop-strays-1")
+    assert detail["outcome"]["status"] == "converged"
+    assert [a["key"] for a in detail["actions"]] == ["sim.Node/node-a2"]  # the strays: never
+    nodes = {u["kind"]: u for u in detail["diff"]["unmanaged"]}["sim.Node"]
+    managed = sum(1 for r in sim.observe("sim.Node", 60).resources if r.managed) - 1  # a2 back
+    assert nodes["resources"] == ["sim.Node/by-hand"] and nodes["more"] == 0
+    assert (nodes["managed"], nodes["unmanaged"], nodes["ignored"]) == (managed, 1, 1)
+    assert nodes["figure"] == f"{managed} of {managed + 1} managed " \
+        f"({round(100 * managed / (managed + 1))}%)"
+
+
+def test_the_cycle_page_shows_the_unmanaged_panel(strays):
+    from reconciler_airflow.ui.app import _TEMPLATES
+
+    store, _ = strays
+    detail = data.cycle_detail(store, "shop", "shop-strays-1")
+    html = _TEMPLATES.get_template("cycle.html").render(
+        c=detail, base="", airflow="/", notice=None, notice_run=None, user="ops")
+    panel = html[html.index('<section id="unmanaged">'):]
+    assert "? sim.Node/by-hand" in panel and "ci-runner" not in panel
+    assert "1 ignored" in panel and "managed (" in panel
+
+
+def test_a_diff_recorded_before_coverage_existed_says_so():
+    assert data.unmanaged_view({"additions": []}) is None
+    view = data.unmanaged_view({"unmanaged": [{"kind": "k", "name": "x"}],
+                                "coverage": {"k": {"managed": 1140, "unmanaged": 100}}})
+    assert view == [{"kind": "k", "managed": 1140, "unmanaged": 100, "ignored": 0,
+                     "fraction": 0.919355, "figure": "1,140 of 1,240 managed (92%)",
+                     "resources": ["k/x"], "more": 99}]

@@ -89,3 +89,17 @@ def test_the_default_sinks_post_every_event_to_the_webhook_and_audit_action_even
     audited = result["step"].target.store.audit_rows(
         target="shop", kind="event", correlation_id="shop-events-1", limit=1000)
     assert {"action_started", "action_completed"} <= {r["payload"]["type"] for r in audited}
+
+
+def test_coverage_is_a_gauge_per_kind_of_managed_unmanaged_and_their_fraction(target, statsd):
+    spec = dict(target.get("sim.Node", "node-a1").spec)
+    for name in ("by-hand-1", "by-hand-2"):
+        target.put("sim.Node", name, spec, managed=False)
+    managed = sum(1 for r in target.observe("sim.Node", 60).resources if r.managed)
+    pipeline_cycle("shop", "shop-coverage-1")
+    base = "ops.reconciler.shop.coverage.sim.Node"
+    got = _wait_for(statsd, {f"{base}.{g}" for g in ("managed", "unmanaged", "fraction")})
+    assert f"{base}.ignored" in got and "ops.reconciler.shop.coverage.sim.Workload.fraction" in got
+    assert statsd.values(f"{base}.managed") == [f"{managed}|g"]  # the first compare only
+    assert statsd.values(f"{base}.unmanaged") == ["2|g"]
+    assert statsd.values(f"{base}.fraction") == [f"{round(managed / (managed + 2), 6):g}|g"]

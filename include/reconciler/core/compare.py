@@ -13,17 +13,21 @@ from reconciler.core.model import (
     Diff,
     Drift,
     FieldChange,
+    KindCoverage,
     Modification,
+    ObservedResource,
     ResourceKey,
     Snapshot,
 )
 from reconciler.core.policy import Policy
 
-__all__ = ["compare", "diff_spec", "drift_of", "ignore_patterns", "URGENCY_WEIGHT",
-           "OWNERSHIP_FIELD", "PROTECTION_FIELD"]
+__all__ = ["compare", "diff_spec", "drift_of", "ignore_patterns", "coverage", "URGENCY_WEIGHT",
+           "OWNERSHIP_FIELD", "PROTECTION_FIELD", "UNMANAGED_LISTED"]
 
 OWNERSHIP_FIELD = "@owned"  # the pseudo-field an adoption changes (policy.adopt)
 PROTECTION_FIELD = "@protected"  # un-protecting is step one of deleting a protected resource
+
+UNMANAGED_LISTED = 1000  # unmanaged keys a diff lists; its coverage counts every one
 
 URGENCY_WEIGHT: dict[str, float] = {"none": 0.0, "low": 1.0, "high": 3.0, "critical": 10.0}
 
@@ -58,6 +62,7 @@ def compare(
     """
     scope = set(kinds) if kinds is not None else set(snapshot.kinds)
     observed = {(r.key.kind, r.key.name): r for r in snapshot.resources if r.key.kind in scope}
+    covered = coverage(observed.values(), policy, scope & snapshot.kinds.keys())
     additions: list[DesiredResource] = []
     modifications: list[Modification] = []
     conflicts = []
@@ -94,6 +99,8 @@ def compare(
     extras = sorted((r for r in observed.values() if r.managed),
                     key=lambda r: (r.key.kind, r.key.name))
     deletions = [r for r in extras if not r.protected]
+    unmanaged = sorted((r.key for r in observed.values() if _unmanaged(r, policy)),
+                       key=lambda k: (k.kind, k.name))[:UNMANAGED_LISTED]
     diff = Diff.model_construct(
         additions=tuple(additions),
         modifications=tuple(modifications),
@@ -103,8 +110,33 @@ def compare(
         suppressed=tuple(suppressed),
         protected_orphans=tuple(r.key for r in extras if r.protected),
         in_flight=tuple(waiting),
+        unmanaged=tuple(unmanaged),
+        coverage=covered,
     )
     return diff, drift_of(diff, rules)
+
+
+def coverage(observed: Iterable[ObservedResource], policy: Policy,
+             kinds: Iterable[str] = ()) -> dict[str, KindCoverage]:
+    """Per kind (every one of ``kinds``, and each observed): resources this target owns, those
+    no target owns, and those of them ``policy.unmanaged_ignore`` hides. Resources another
+    target owns count in neither. An unowned resource with a desired name (a conflict, or one
+    being adopted) is unmanaged too: it is not managed yet."""
+    counts: dict[str, list[int]] = {kind: [0, 0, 0] for kind in kinds}
+    ignore = policy.unmanaged_ignore
+    for r in observed:
+        row = counts.setdefault(r.key.kind, [0, 0, 0])
+        if r.managed:
+            row[0] += 1
+        elif r.foreign_owner is None:
+            row[2 if ignore.ignores(r.key.kind, r.key.name, r.spec) else 1] += 1
+    return {kind: KindCoverage.model_construct(managed=m, unmanaged=u, ignored=i)
+            for kind, (m, u, i) in sorted(counts.items())}
+
+
+def _unmanaged(r: ObservedResource, policy: Policy) -> bool:
+    return (not r.managed and r.foreign_owner is None
+            and not policy.unmanaged_ignore.ignores(r.key.kind, r.key.name, r.spec))
 
 
 def _unsuppressed(key: str, changes: list[FieldChange], suppress: frozenset[str],

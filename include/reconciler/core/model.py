@@ -13,8 +13,9 @@ __all__ = [
     "Frozen", "Urgency", "URGENCY_RANK", "SlaTier", "Fidelity", "ActionType", "Risk",
     "ActionState", "OperationResult", "ResourceKey", "DesiredResource", "DesiredState",
     "ObservedResource", "Observation", "KindStatus", "Snapshot", "FieldChange", "Modification",
-    "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange", "PlanValidation",
-    "PlanAudit", "Degradation", "Plan", "Approval", "PendingCreate", "ActionResult", "Event",
+    "KindCoverage", "Diff", "Drift", "Precondition", "Action", "Wave", "BlockedChange",
+    "PlanValidation", "PlanAudit", "Degradation", "Plan", "Approval", "PendingCreate",
+    "ActionResult", "Event",
     "EventType", "ActuationResult", "CycleStatus", "Outcome", "canonical_json", "content_hash",
 ]
 
@@ -92,6 +93,8 @@ class ObservedResource(Frozen):
     managed: bool = True
     protected: bool = False
     provider_id: str | None = None
+    # unmanaged here but owned by this other target: not "unmanaged" in coverage (core.compare)
+    foreign_owner: str | None = None
 
 
 class Observation(Frozen):
@@ -166,6 +169,24 @@ class Modification(Frozen):
     observed: ObservedResource
 
 
+class KindCoverage(Frozen):
+    """How much of one kind in the target's scope the target owns: resources no target owns
+    are ``unmanaged``, those matching ``policy.unmanaged_ignore`` are ``ignored`` (not counted)."""
+
+    managed: int = Field(default=0, ge=0)
+    unmanaged: int = Field(default=0, ge=0)
+    ignored: int = Field(default=0, ge=0)
+
+    @property
+    def seen(self) -> int:
+        return self.managed + self.unmanaged
+
+    @property
+    def fraction(self) -> float:
+        """managed / (managed + unmanaged); 1.0 when the kind holds neither."""
+        return self.managed / self.seen if self.seen else 1.0
+
+
 class Diff(Frozen):
     """Desired versus observed, keyed: what to add, change and remove, and what already matches."""
 
@@ -177,6 +198,10 @@ class Diff(Frozen):
     suppressed: tuple[str, ...] = ()  # "kind/name:path" left alone: another controller fights it
     protected_orphans: tuple[ResourceKey, ...] = ()  # not desired, but protected: kept, reported
     in_flight: tuple[ResourceKey, ...] = ()  # created, not listed yet: neither missing nor done
+    # owned by no target, not desired, not ignored: reported, never acted on. Sorted, capped at
+    # core.compare.UNMANAGED_LISTED; ``coverage`` counts them all.
+    unmanaged: tuple[ResourceKey, ...] = ()
+    coverage: dict[str, KindCoverage] = Field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from fnmatch import fnmatchcase
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from reconciler.core.model import Frozen, Urgency
 
-__all__ = ["Tolerance", "Window", "FidelityPolicy", "Policy"]
+__all__ = ["Tolerance", "Window", "FidelityPolicy", "UnmanagedIgnore", "Policy"]
 
 
 class Tolerance(Frozen):
@@ -37,6 +38,40 @@ class FidelityPolicy(Frozen):
     max_parallel: int = Field(default=2, ge=1, le=1024)  # at most this many actions at once
     poke_factor: float = Field(default=3.0, ge=1.0, le=20.0)  # sensors poke this much less often
     block_deletions: bool = True
+
+
+class UnmanagedIgnore(Frozen):
+    """Unowned resources not worth reporting as unmanaged (core.compare): one carrying every
+    tag of ``tags`` (a value ``*`` matches any value), or whose name or ``kind/name`` matches
+    a glob of ``names``. Ignoring only hides a resource from the report: none is ever acted on."""
+
+    tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    names: tuple[str, ...] = Field(default=(), max_length=200)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, tags: dict[str, str]) -> dict[str, str]:
+        if any(not k.strip() for k in tags):
+            raise ValueError("a tag key must not be empty")
+        return tags
+
+    @field_validator("names")
+    @classmethod
+    def _patterns(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not n.strip() for n in names):
+            raise ValueError("a name pattern must not be empty")
+        return names
+
+    def ignores(self, kind: str, name: str, spec: dict[str, Any]) -> bool:
+        if self.names and any(fnmatchcase(name, p) or fnmatchcase(f"{kind}/{name}", p)
+                              for p in self.names):
+            return True
+        if not self.tags:
+            return False
+        tags = spec.get("tags")
+        if not isinstance(tags, dict):
+            return False
+        return all(k in tags and (v == "*" or tags[k] == v) for k, v in self.tags.items())
 
 
 class Policy(Frozen):
@@ -73,6 +108,7 @@ class Policy(Frozen):
     approve_irreversible: bool = False
     allow_empty_desired: bool = False
     adopt: bool = False
+    unmanaged_ignore: UnmanagedIgnore = Field(default_factory=UnmanagedIgnore)
     flap_cycles: int = Field(default=3, ge=0, le=50)  # 0: never suspect another controller
     batch_size: int = Field(default=50, ge=1, le=10000)
     windows: tuple[Window, ...] = ()

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 
 from reconciler.artifacts import artifact_location
 from reconciler.config import config_path, load_config_lenient
-from reconciler.core.model import Outcome
+from reconciler.core.model import KindCoverage, Outcome
 from reconciler.digests import is_digest
+from reconciler.render import coverage_figure
 from reconciler.store import SqlStore, open_store
 from reconciler.store_schema import cycles
 from reconciler_airflow.ui.runlinks import RUN_LINK, run_link
@@ -177,7 +178,26 @@ def _diff_view(diff: dict[str, Any]) -> dict[str, Any]:
                        "conflicts": len(diff.get("conflicts", ()))},
             "additions": adds[:MAX_LISTED], "modifications": mods[:MAX_LISTED],
             "deletions": dels[:MAX_LISTED],
-            "conflicts": [key(k) for k in diff.get("conflicts", ())][:MAX_LISTED]}
+            "conflicts": [key(k) for k in diff.get("conflicts", ())][:MAX_LISTED],
+            "unmanaged": unmanaged_view(diff)}
+
+
+def unmanaged_view(diff: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Per kind in scope: the coverage figure and the resources no target owns (never acted
+    on), from a diff artifact; None for an artifact written before coverage was recorded."""
+    if "coverage" not in diff:
+        return None
+    keys: dict[str, list[str]] = {}
+    for k in diff.get("unmanaged", ()):
+        keys.setdefault(k["kind"], []).append(f"{k['kind']}/{k['name']}")
+    out = []
+    for kind, raw in sorted(diff["coverage"].items()):
+        cov = KindCoverage.model_validate(raw)
+        listed = keys.get(kind, [])[:MAX_LISTED]
+        out.append({"kind": kind, **cov.model_dump(), "fraction": round(cov.fraction, 6),
+                    "figure": coverage_figure(cov), "resources": listed,
+                    "more": max(0, cov.unmanaged - len(listed))})
+    return out
 
 
 def _plan_view(plan: dict[str, Any], decisions: list[dict[str, Any]],

@@ -62,6 +62,9 @@ def test_unowned_look_alikes_are_conflicts_and_never_touched(rig: Rig, moto_url:
     groups = boto(moto_url, "autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert groups[0]["MaxSize"] == 1 and not groups[0]["Tags"]
     assert set(rig.fleet()) == {"ec2.Instance/web-2"}  # the rest was created as usual
+    # the hand-made stranger nothing desires: reported as unmanaged, counted, never touched
+    assert [str(k) for k in report.diff.unmanaged] == ["ec2.Instance/legacy"]
+    assert report.diff.coverage["ec2.Instance"].unmanaged == 2  # the twin is not ours either
 
 
 def test_another_targets_resources_are_not_ours_to_delete(rig: Rig, moto_url: str) -> None:
@@ -70,6 +73,8 @@ def test_another_targets_resources_are_not_ours_to_delete(rig: Rig, moto_url: st
     report = rig.cycle([node("web-1")], DELETE_ALL, manual=True)
     assert report.outcome.status == "converged"
     assert set(Rig(provider=other).fleet()) == {"ec2.Instance/db-1", "ecs.Cluster/shared"}
+    assert report.diff is not None and report.diff.unmanaged == ()  # another target's: not ours
+    assert report.diff.coverage["ec2.Instance"].unmanaged == 0
 
 
 def test_adopt_takes_ownership_of_an_unowned_twin_instead_of_creating(rig: Rig,

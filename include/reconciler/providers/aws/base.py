@@ -151,4 +151,5 @@ class Listing:
 def observed(kind: str, name: str, spec: dict[str, Any], owner: Ownership, managed: bool,
              provider_id: str | None) -> ObservedResource:
     return ObservedResource(key=ResourceKey(kind=kind, name=name), spec=spec, managed=managed,
-                            protected=owner.protected and managed, provider_id=provider_id)
+                            protected=owner.protected and managed, provider_id=provider_id,
+                            foreign_owner=None if managed else owner.owner)
