@@ -68,8 +68,13 @@ def _open_breaker(target: str) -> None:
                                               consecutive_failures=3, reason="test"))
 
 
-def _operator_rows(target: str, what: str) -> list[dict[str, Any]]:
-    rows = support.store().audit_rows(target=target, kind="operator", limit=20)
+def _operator_rows(target: str, what: str, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The target's recent operator rows saying ``what`` (of one run's cycle, if given)."""
+    from reconciler.runtime import correlation_id_for_run
+
+    cid = correlation_id_for_run(target, run_id) if run_id else None
+    rows = support.store().audit_rows(target=target, kind="operator", limit=20,
+                                      correlation_id=cid)
     return [r for r in rows if r["payload"]["what"] == what]
 
 
@@ -177,5 +182,5 @@ def test_an_all_admins_approval_by_a_non_assignee_is_refused_by_the_task(dagbag)
     assert "success" not in {v for k, v in states.items() if k.startswith("pass_1.actuate")}
     assert support.last_outcome("guarded").status == "needs_approval"
     assert support.fleet("guarded").get("sim.Node", "stray") is not None
-    assert _operator_rows("guarded", "approval_refused")
-    assert not _operator_rows("guarded", "plan_approved")
+    assert _operator_rows("guarded", "approval_refused", dr.run_id)
+    assert not _operator_rows("guarded", "plan_approved", dr.run_id)
