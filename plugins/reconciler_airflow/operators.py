@@ -72,9 +72,10 @@ class ActuateOperator(BaseOperator):
     @staticmethod
     def _open(target: str, cid: str) -> Any:
         from reconciler.pipeline import Step
-        from reconciler_airflow import digestkey
+        from reconciler_airflow import digestkey, stats
 
         digestkey.install()
+        stats.install()
         return Step.open(target, cid)
 
 
