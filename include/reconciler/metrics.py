@@ -1,10 +1,12 @@
-"""Cycle metrics over StatsD, configured by Airflow's own ``[metrics]`` settings.
+"""Cycle metrics, sent wherever Airflow's own ``[metrics]`` settings send Airflow's.
 
-One endpoint receives Airflow's metrics and ours: ``statsd_on``, ``statsd_host``, ``statsd_port``
-and ``statsd_prefix`` are read from Airflow's configuration when Airflow is already loaded in
-this process (tasks, api-server), else from the same ``AIRFLOW__METRICS__*`` environment
-variables (the CLI). A tiny UDP client sends them: fire-and-forget, never raises, no Airflow
-import here, so a metric can never fail or slow a cycle.
+``Metrics`` names what a cycle reports and hands it to a ``MetricsBackend`` (a port). Under
+Airflow the plugin installs a backend over Airflow's ``Stats`` (reconciler_airflow.stats), so
+StatsD and OpenTelemetry alike receive them. Elsewhere (the CLI) the backend is ``StatsdClient``,
+a tiny UDP client reading ``statsd_on``, ``statsd_host``, ``statsd_port`` and ``statsd_prefix``
+from Airflow's configuration when Airflow is already loaded in this process, else from the same
+``AIRFLOW__METRICS__*`` environment variables. Fire-and-forget, never raises, no Airflow import
+here, so a metric can never fail or slow a cycle.
 
 Names (after the prefix, ``<t>`` the target):
 
@@ -32,18 +34,39 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.core.breaker import BreakerState
 from reconciler.core.model import URGENCY_RANK, Diff, Drift, Event, Outcome, Snapshot
 
-__all__ = ["StatsdSettings", "Metrics", "MetricsSink", "settings_from_airflow"]
+__all__ = ["MetricsBackend", "StatsdSettings", "StatsdClient", "Metrics", "MetricsSink",
+           "settings_from_airflow", "use_backend"]
 
 log = logging.getLogger(__name__)
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class MetricsBackend(Protocol):
+    """Where named metrics go. ``name`` is final but for the backend's own prefix; a backend
+    never raises and never blocks on the network."""
+
+    def incr(self, name: str, count: int, target: str) -> None: ...
+    def gauge(self, name: str, value: float, target: str) -> None: ...
+    def timing(self, name: str, ms: float, target: str) -> None: ...
+
+
+BackendFactory = Callable[[], "MetricsBackend | None"]
+_installed: list[BackendFactory] = []
+
+
+def use_backend(factory: BackendFactory | None) -> None:
+    """Make ``Metrics.from_settings()`` ask ``factory`` (None: back to StatsD from settings).
+    The Airflow plugin installs Airflow's ``Stats`` this way before a task opens its cycle."""
+    _installed[:] = [factory] if factory else []
 
 
 @dataclass(frozen=True)
@@ -95,19 +118,54 @@ def _socket(host: str, port: int) -> tuple[socket.socket, tuple[Any, ...]] | Non
         return None
 
 
-class Metrics:
-    """What a cycle reports; a no-op when StatsD is off. Every method swallows errors."""
+class StatsdClient:
+    """A ``MetricsBackend`` writing StatsD lines over UDP (the CLI's, and the fallback)."""
 
-    def __init__(self, settings: StatsdSettings | None) -> None:
+    def __init__(self, settings: StatsdSettings) -> None:
         self.settings = settings
+
+    def incr(self, name: str, count: int, target: str) -> None:
+        self._send(name, f"{count}|c")
+
+    def gauge(self, name: str, value: float, target: str) -> None:
+        self._send(name, f"{_number(value)}|g")
+
+    def timing(self, name: str, ms: float, target: str) -> None:
+        self._send(name, f"{_number(ms)}|ms")
+
+    def full_name(self, name: str) -> str:
+        return _UNSAFE.sub("_", ".".join(p for p in (self.settings.prefix, name) if p))
+
+    def _send(self, name: str, value: str) -> None:
+        try:
+            endpoint = _socket(self.settings.host, self.settings.port)
+            if endpoint is not None:
+                sock, address = endpoint
+                sock.sendto(f"{self.full_name(name)}:{value}".encode(), address)
+        except OSError:  # a full buffer or an unreachable agent: metrics are best effort
+            pass
+
+
+class Metrics:
+    """What a cycle reports; a no-op without a backend. Every method swallows errors."""
+
+    def __init__(self, backend: MetricsBackend | None) -> None:
+        self.backend = backend
 
     @classmethod
     def from_settings(cls) -> Metrics:
-        return cls(settings_from_airflow())
+        """The installed backend (Airflow's ``Stats`` in tasks), else StatsD from settings."""
+        for factory in _installed:
+            try:
+                return cls(factory())
+            except Exception:  # metrics must never stop a cycle
+                log.warning("metrics: the installed backend failed; using StatsD", exc_info=True)
+        settings = settings_from_airflow()
+        return cls(StatsdClient(settings) if settings else None)
 
     @property
     def enabled(self) -> bool:
-        return self.settings is not None
+        return self.backend is not None
 
     # -- what the pipeline reports ------------------------------------------------------------
 
@@ -151,32 +209,29 @@ class Metrics:
             result = "succeeded" if event.type == "action_completed" else "failed"
             self.incr(event.target, f"{group}.{kind}.{result}")
 
-    # -- StatsD ---------------------------------------------------------------------------------
+    # -- to the backend ------------------------------------------------------------------------
 
     def incr(self, target: str, name: str, count: int = 1) -> None:
-        self._send(target, name, f"{count}|c")
+        self._send("incr", target, name, count)
 
     def gauge(self, target: str, name: str, value: float) -> None:
-        self._send(target, name, f"{_number(value)}|g")
+        self._send("gauge", target, name, value)
 
     def timing(self, target: str, name: str, ms: float) -> None:
-        self._send(target, name, f"{_number(ms)}|ms")
+        self._send("timing", target, name, ms)
 
-    def name(self, target: str, name: str) -> str:
-        prefix = self.settings.prefix if self.settings else ""
-        parts = [p for p in (prefix, "reconciler", target, name) if p]
-        return _UNSAFE.sub("_", ".".join(parts))
+    @staticmethod
+    def name(target: str, name: str) -> str:
+        """``reconciler.<target>.<name>`` in StatsD-safe characters (the backend prefixes it)."""
+        return _UNSAFE.sub("_", f"reconciler.{target}.{name}")
 
-    def _send(self, target: str, name: str, value: str) -> None:
-        if self.settings is None:
+    def _send(self, kind: str, target: str, name: str, value: float) -> None:
+        if self.backend is None:
             return
         try:
-            endpoint = _socket(self.settings.host, self.settings.port)
-            if endpoint is not None:
-                sock, address = endpoint
-                sock.sendto(f"{self.name(target, name)}:{value}".encode(), address)
-        except OSError:  # a full buffer or an unreachable agent: metrics are best effort
-            pass
+            getattr(self.backend, kind)(self.name(target, name), value, target)
+        except Exception:  # a backend bug costs a metric, never a cycle
+            log.debug("metrics: %s %s dropped", kind, name, exc_info=True)
 
 
 FIDELITY_RANK = {"full": 0, "degraded": 1, "stale": 2}

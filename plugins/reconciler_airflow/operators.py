@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from reconciler_airflow.links import CycleLink
 from reconciler_airflow.triggers import WaveReadyTrigger
 
 __all__ = ["ActuateOperator", "PlanApproval"]
@@ -28,6 +29,7 @@ class ActuateOperator(BaseOperator):
     """
 
     ui_color = "#f0e4d0"
+    operator_extra_links = (CycleLink(),)
 
     def __init__(self, *, target: str, batch: dict[str, Any], wait_s: float = 900,
                  **kwargs: Any) -> None:
@@ -72,9 +74,10 @@ class ActuateOperator(BaseOperator):
     @staticmethod
     def _open(target: str, cid: str) -> Any:
         from reconciler.pipeline import Step
-        from reconciler_airflow import digestkey
+        from reconciler_airflow import digestkey, stats
 
         digestkey.install()
+        stats.install()
         return Step.open(target, cid)
 
 

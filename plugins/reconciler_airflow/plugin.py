@@ -1,10 +1,11 @@
 """The ``reconciler`` Airflow plugin: the drift dashboard inside Airflow's UI.
 
 A FastAPI app mounted by the api-server at ``/reconciler`` (HTML pages and a JSON API, all
-behind Airflow's own authentication and authorization) and a navigation entry that shows it
-in the UI. Every Airflow process loads this file (task runners do, for macros), so the app
-and Airflow's API security modules are only imported where ``fastapi_apps`` is read: the
-api-server.
+behind Airflow's own authentication and authorization), a navigation entry that shows it
+in the UI, a "Drift" tab on every DAG run (its cycle's page) and the "Drift cycle" extra link
+of ``actuate`` task instances. Every Airflow process loads this file (task runners do, for
+macros), so the app and Airflow's API security modules are only imported where
+``fastapi_apps`` is read: the api-server.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from functools import cache
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from reconciler_airflow.links import CycleLink
 
 __all__ = ["ReconcilerPlugin"]
 
@@ -38,7 +41,16 @@ class ReconcilerPlugin(AirflowPlugin):
         "destination": "nav",
         "category": "browse",
         "icon": _ICON,
+    }, {
+        # A tab on each DAG run; the UI fills in {DAG_ID}/{RUN_ID}, the dashboard redirects to
+        # the run's cycle (runs of other DAGs get a 404 page saying so).
+        "name": "Drift",
+        "href": "reconciler/runs/{DAG_ID}/{RUN_ID}",
+        "url_route": "reconciler-drift",
+        "destination": "dag_run",
+        "icon": _ICON,
     }]
+    operator_extra_links = [CycleLink()]
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

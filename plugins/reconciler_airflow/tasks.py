@@ -29,9 +29,10 @@ def correlation_id(target: str) -> str:
 
 def _step(target: str) -> Any:
     from reconciler.pipeline import Step
-    from reconciler_airflow import digestkey
+    from reconciler_airflow import digestkey, stats
 
     digestkey.install()
+    stats.install()
     return Step.open(target, correlation_id(target))
 
 

@@ -168,3 +168,42 @@ def test_setup_derives_pools_and_aws_connections_from_the_targets(tmp_path: Path
     conns = connections_for(str(config))
     assert list(conns) == ["aws_prod"]
     assert '"region_name": "eu-west-1"' in conns["aws_prod"]["extra"]
+
+
+_PLUGIN_UI = """
+import json
+from airflow import plugins_manager
+plugins, _ = plugins_manager._get_plugins()
+ours = next(p for p in plugins if p.name == "reconciler")
+print(json.dumps({"views": [[v["destination"], v["href"], v["url_route"]]
+                            for v in ours.external_views],
+                  "links": [type(link).__name__ for link in ours.operator_extra_links]}))
+"""
+
+
+def test_the_plugin_adds_a_drift_tab_to_each_run_and_an_extra_link_class():
+    out = subprocess.run([sys.executable, "-c", _PLUGIN_UI], env=os.environ.copy(),
+                         capture_output=True, text=True, timeout=300, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["views"] == [["nav", "reconciler/", "reconciler"],
+                               ["dag_run", "reconciler/runs/{DAG_ID}/{RUN_ID}",
+                                "reconciler-drift"]]
+    assert loaded["links"] == ["CycleLink"]
+
+
+def test_an_actuate_task_instance_links_to_its_runs_cycle_page(dagbag, monkeypatch):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    from reconciler.runtime import correlation_id_for_run
+
+    run_id = "manual__2026-12-01T10:00:00+00:00"
+    task = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")
+    (link,) = [x for x in task.operator_extra_links if x.name == "Drift cycle"]
+    key = TaskInstanceKey("reconcile__sim", "pass_1.actuate", run_id, 1, 0)
+    cid = correlation_id_for_run("sim", run_id)
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
+    assert link.get_link(task, ti_key=key) == f"reconciler/targets/sim/cycles/{cid}"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://air.example/x/")
+    assert link.get_link(task, ti_key=key) == \
+        f"https://air.example/x/reconciler/targets/sim/cycles/{cid}"
+    assert cid != correlation_id_for_run("sim", "another run")  # the link names this run's cycle

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 
@@ -35,8 +36,9 @@ def routes(dashboard) -> list[tuple[str, str]]:
 
 
 def _path(template: str, dashboard) -> str:
-    return template.replace("{target}", "web").replace("{correlation_id}",
-                                                          dashboard.correlation_id)
+    return template.replace("{target}", "web").replace(
+        "{correlation_id}", dashboard.correlation_id).replace(
+        "{dag_id}", "reconcile__web").replace("{run_id:path}", quote(dashboard.run_id, safe=""))
 
 
 def test_the_plugin_is_registered_with_a_nav_entry(dashboard):
@@ -45,10 +47,11 @@ def test_the_plugin_is_registered_with_a_nav_entry(dashboard):
     assert [a["url_prefix"] for a in ours["fastapi_apps"]] == ["/reconciler"]
     assert ours["external_views"][0]["url_route"] == "reconciler"
     assert ours["external_views"][0]["href"] == "reconciler/"
+    assert ours["external_views"][1]["destination"] == "dag_run"
 
 
 def test_the_app_serves_the_expected_endpoints(routes):
-    assert len(routes) == 12
+    assert len(routes) == 13
     assert ("POST", "/reconciler/api/targets/{target}/breaker/reset") in routes
     assert ("POST", "/reconciler/targets/{target}/dry-run") in routes
 
@@ -71,7 +74,8 @@ def test_every_read_endpoint_works_with_a_token(dashboard, routes):
             continue  # the POSTs are exercised (and audited) by the tests below
         for user, token in tokens.items():
             reply = call(dashboard.url, method, _path(template, dashboard), token)
-            assert reply.status == 200, (user, template, reply.text)
+            expected = 307 if template.startswith("/reconciler/runs/") else 200  # a redirect
+            assert reply.status == expected, (user, template, reply.text)
 
 
 def test_the_overview_shows_the_real_cycle(dashboard):
@@ -107,6 +111,19 @@ def test_a_cycle_shows_diff_plan_actions_events_and_its_airflow_run(dashboard):
                 headers={"Accept": "text/html"}).text
     assert f"dags/reconcile__web/runs/{dashboard.run_id.replace(':', '%3A').replace('+', '%2B')}" \
         in html
+
+
+def test_a_dag_runs_drift_tab_redirects_to_the_runs_cycle_page(dashboard):
+    token = dashboard.token("viewer")
+    run = quote(dashboard.run_id, safe="")
+    reply = call(dashboard.url, "GET", f"/reconciler/runs/reconcile__web/{run}", token)
+    assert reply.status == 307, reply.text
+    assert reply.headers["location"] == \
+        f"/reconciler/targets/web/cycles/{dashboard.correlation_id}"
+    page = call(dashboard.url, "GET", reply.headers["location"], token)
+    assert page.status == 200 and dashboard.correlation_id in page.text
+    assert call(dashboard.url, "GET", f"/reconciler/runs/some_other_dag/{run}",
+                token).status == 404
 
 
 def test_an_unknown_target_or_cycle_is_404(dashboard):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reconciler.core.model import Event
-from reconciler.metrics import Metrics, MetricsSink, StatsdSettings
+from reconciler.metrics import Metrics, MetricsSink, StatsdClient, StatsdSettings
 from reconciler.sinks import AuditSink, WebhookSink, default_sink
 from tests.ui.support import StatsdListener, Webhook
 
@@ -131,7 +131,7 @@ def _lines(listener: StatsdListener, count: int) -> list[str]:
 
 
 def test_action_results_are_counted_by_type_and_result_rollbacks_apart(statsd):
-    sink = MetricsSink(Metrics(StatsdSettings("127.0.0.1", statsd.port, "airflow")))
+    sink = MetricsSink(Metrics(StatsdClient(StatsdSettings("127.0.0.1", statsd.port, "airflow"))))
     sink.emit(_event("action_completed", "create:sim.Node/a"))
     sink.emit(_event("action_failed", "update:sim.Workload/b"))
     sink.emit(_event("action_completed", "delete:sim.Node/a#undo"))
@@ -146,7 +146,7 @@ def test_action_results_are_counted_by_type_and_result_rollbacks_apart(statsd):
 
 
 def test_metric_names_keep_to_statsd_safe_characters():
-    metrics = Metrics(StatsdSettings(prefix="air flow"))
-    assert metrics.name("shop", "a:b|c") == "air_flow.reconciler.shop.a_b_c"
+    client = StatsdClient(StatsdSettings(prefix="air flow"))
+    assert client.full_name(Metrics.name("shop", "a:b|c")) == "air_flow.reconciler.shop.a_b_c"
     assert Metrics(None).enabled is False
     Metrics(None).gauge("shop", "x", 1)  # off: a no-op

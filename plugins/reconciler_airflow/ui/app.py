@@ -23,6 +23,7 @@ from markupsafe import Markup
 from reconciler_airflow.ui import actions, data
 from reconciler_airflow.ui.auth import Reader, Resetter, Trigger, get_user, readable_targets
 from reconciler_airflow.ui.charts import drift_chart
+from reconciler_airflow.ui.runlinks import cycle_path
 
 __all__ = ["create_app", "MOUNT"]
 
@@ -127,6 +128,19 @@ def _html_routes(app: FastAPI) -> None:
                    user: Reader) -> HTMLResponse:
         return _page(request, "cycle.html", c=_cycle(target, correlation_id),
                      user=user.get_name())
+
+    @app.get("/runs/{dag_id}/{run_id:path}")
+    def run_cycle(request: Request, dag_id: str, run_id: str,
+                  user: GetUserDep) -> RedirectResponse:
+        """A DAG run's cycle page (the "Drift" tab on each run; ``reconcile__<target>`` DAGs)."""
+        target = next((t for t in data.target_names() if data.dag_id(t) == dag_id), None)
+        if target is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{dag_id!r} reconciles no target")
+        if target not in readable_targets(request, user):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"no access to target {target!r}")
+        base = request.scope.get("root_path", "").rstrip("/")
+        return RedirectResponse(f"{base}/{cycle_path(target, run_id)}",
+                                status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_page(request: Request, user: GetUserDep, target: str | None = None,

@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
-__all__ = ["RUN_LINK", "record_run_link", "run_link"]
+__all__ = ["RUN_LINK", "cycle_path", "record_run_link", "run_link"]
 
 log = logging.getLogger(__name__)
 RUN_LINK = "airflow_run"
+
+
+def cycle_path(target: str, run_id: str) -> str:
+    """The dashboard's page of the cycle an Airflow run of ``target`` ran, under its mount."""
+    from reconciler.runtime import correlation_id_for_run
+
+    cid = correlation_id_for_run(target, run_id)
+    return f"targets/{quote(target, safe='')}/cycles/{quote(cid, safe='')}"
 
 
 def run_link(store: Any, target: str, correlation_id: str) -> dict[str, Any] | None:
