@@ -36,6 +36,7 @@ TARGETS = {
     "rejected": SimTarget(schedule="null", policy=GATED),
     "marked": SimTarget(schedule="null", policy=GATED),
     "held": SimTarget(schedule="null", policy=GATED),
+    "approved": SimTarget(schedule="null", policy=GATED),
     "slow": SimTarget(schedule="null", policy=SLOW, faults=f"{{latency_s: {LATENCY_S}}}",
                       extra_nodes=CREATES),
     "minutely": SimTarget(schedule='"*/1 * * * *"'),
@@ -164,6 +165,30 @@ def test_a_rejected_plan_whose_actuate_is_cleared_applies_nothing(world):
     else:
         assert set(states) == {"skipped"} and not _rows(world, "rejected", "action", cid)
     assert world.cycles("rejected")[0].status == "needs_approval"
+
+
+def test_a_cleared_actuate_of_a_finished_approved_run_applies_nothing(world):
+    """The batch really runs again here (Airflow does not skip it): the guard must refuse it,
+    though this cycle's approval covers the very same plan, for the run let go of the lease."""
+    dag, run = _waiting_for_approval(world, "approved")
+    _answer(world, dag, run, "Approve")
+    assert world.stack.wait_run(dag, run) == "success"
+    cid = _cid("approved", run)
+    assert world.cycles("approved")[0].status == "converged"
+    sim = world.fleet("approved", seed=False)
+    assert sim.get("sim.Node", "stray") is None
+    sim.put("sim.Node", "stray", {"pool": "default"})  # the same plan would delete it again
+    before = len(_rows(world, "approved", "action", cid))
+    world.stack.request("POST", f"/api/v2/dags/{dag}/clearTaskInstances", {
+        "dry_run": False, "dag_run_id": run, "task_ids": ["pass_1.actuate"],
+        "only_failed": False, "reset_dag_runs": True})
+    assert _wait_actuate_done(world, dag, run) == ["failed"]
+    world.stack.wait_run(dag, run)
+    assert sim.get("sim.Node", "stray") is not None
+    rows = _rows(world, "approved", "action", cid)
+    again = rows[:len(rows) - before]  # newest first
+    assert again and all(r["payload"]["error"].startswith("refused:") for r in again), again
+    assert any("lease" in r for r in _refusals(world, "approved", cid))
 
 
 def test_an_approval_marked_successful_by_hand_applies_nothing(world):
