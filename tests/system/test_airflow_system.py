@@ -6,81 +6,30 @@ Run alone with ``pytest -m system``. Deadline alerts need the real scheduler + t
 
 from __future__ import annotations
 
-import os
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support.webhook import Webhook
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from airflow_stack import AirflowStack  # noqa: E402
+from tests.system.world import SimTarget, airflow_world
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 TARGETS = {
-    # name: (schedule, policy extras, deadline alert)
-    "live": ('"0 0 1 1 *"', "", True),
-    "late": ('"0 0 1 1 *"', ", cycle_deadline_seconds: 6, sense_deadline_seconds: 5", True),
-    "yearly": ('"0 0 1 1 *"', "", False),
+    "live": SimTarget(deadline_alert=True),
+    "late": SimTarget(policy="max_parallel: 4, max_delete_fraction: 0.5, "
+                              "cycle_deadline_seconds: 6, sense_deadline_seconds: 5",
+                      deadline_alert=True),
+    "yearly": SimTarget(),
 }
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("system")
-    state = root / "reconciler"
-    state.mkdir()
-    lines = ["targets:"]
-    for name, (schedule, extra, deadline) in TARGETS.items():
-        desired = root / "desired" / name
-        desired.mkdir(parents=True)
-        for f in (ROOT / "include" / "desired" / "demo").glob("*.yaml"):
-            (desired / f.name).write_text(f.read_text())
-        lines.append(textwrap.indent(textwrap.dedent(f"""\
-            {name}:
-              provider: {{type: simulated, options: {{state: "{state}/{name}-sim.db"}}}}
-              desired: desired/{name}
-              schedule: {schedule}
-              policy: {{max_parallel: 4, max_delete_fraction: 0.5{extra}}}
-              alerts: {{deadline: {str(deadline).lower()}}}
-              airflow: {{retries: 2, retry_delay_seconds: 1}}
-            """), "  "))
-    config = root / "targets.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    hook = Webhook()
-    env = {"RECONCILER_CONFIG": str(config), "RECONCILER_HOME": str(state),
-           "RECONCILER_STORE_URL": f"sqlite:///{state}/state.db",
-           "RECONCILER_WEBHOOK_URL": hook.url}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # this process reads the same store and fleets
-    stack = AirflowStack(root / "airflow", extra_env=env, parallelism=6)
-    stack.prepare()
-    stack.start()
-    try:
-        stack.wait_healthy()
-        for name in TARGETS:
-            stack.wait_dag(f"reconcile__{name}")
-        for name in TARGETS:  # a new DAG gets one scheduled run at once; let it finish
-            stack.wait_idle(f"reconcile__{name}")
-        hook.bodies.clear()
-        yield stack, hook, state
-    finally:
-        stack.stop()
-        hook.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with airflow_world(tmp_path_factory.mktemp("system"), TARGETS) as w:
+        yield w.stack, w.hook, w.state
 
 
-def _fleet(state: Path, name: str):
+def _fleet(state, name: str):
     from reconciler.desired import load_desired
     from reconciler.providers.simulated import SimulatedProvider, seed_demo
 
