@@ -115,3 +115,32 @@ def test_a_region_the_target_does_not_serve_fails_before_any_action(tmp_path: Pa
         check_regions(desired, served)
     lines = sorted((loc.line, msg.split(":")[0]) for loc, msg in err.value.problems)
     assert lines == [(2, "ecs.Cluster@us-east-1/apps"), (4, "ec2.Instance@us-east-1/web")]
+
+
+def _plan_over(completeness: dict[str, float]) -> list[str]:
+    """Deletions planned when every kind of two regions has one orphan."""
+    from reconciler.core.compare import compare
+    from reconciler.core.gate import BasicGate
+    from reconciler.core.plan import PlanContext, make_plan
+    from reconciler.core.policy import Policy
+    from tests.builders import desired_state, have, node, snapshot
+
+    kinds = ("sim.Node", "sim.Workload", "sim.Node@eu-west-1", "sim.Workload@eu-west-1")
+    snap = snapshot(*[have(f"{k}/orphan", node()) for k in kinds], kinds=kinds,
+                    completeness=completeness)
+    verdict = BasicGate().check(snap, desired_state())
+    policy = Policy(max_delete_fraction=1.0)
+    rules = rules_for(list(kinds))
+    diff, _ = compare([], snap, rules=rules, policy=policy)
+    ctx = PlanContext(target="t", correlation_id="c", desired_version="v", policy=policy,
+                      rules=rules, now=NOW, allow_deletions=verdict.passed)
+    return sorted(str(a.target) for a in make_plan(diff, snap, ctx).actions if a.type == "delete")
+
+
+def test_an_incomplete_kind_blocks_deletions_in_its_region_only() -> None:
+    assert _plan_over({"sim.Workload@eu-west-1": 0.5}) == ["sim.Node/orphan",
+                                                           "sim.Workload/orphan"]
+    assert _plan_over({"sim.Node": 0.0}) == ["sim.Node@eu-west-1/orphan",
+                                             "sim.Workload@eu-west-1/orphan"]
+    assert _plan_over({}) == sorted(f"{k}/orphan" for k in (
+        "sim.Node", "sim.Workload", "sim.Node@eu-west-1", "sim.Workload@eu-west-1"))

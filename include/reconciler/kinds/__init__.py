@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from reconciler.core.kinds import KindRules
+from reconciler.core.kinds import KindRules, region_of
 from reconciler.kinds import aws, sim
 
 __all__ = ["KindDef", "REGISTRY", "REGION_PATTERN", "rules_for", "known_kinds", "kind_def",
@@ -38,8 +38,7 @@ REGISTRY: dict[str, KindDef] = {
 
 def split_region(kind: str) -> tuple[str, str | None]:
     """``ec2.Instance@eu-west-1`` -> ``("ec2.Instance", "eu-west-1")``; a plain kind has None."""
-    base, sep, region = kind.partition("@")
-    return base, (region if sep else None)
+    return kind.partition("@")[0], region_of(kind)
 
 
 def regional_kind(kind: str, region: str | None) -> str:
