@@ -12,7 +12,7 @@ from reconciler.core.policy import Policy
 from reconciler.providers.aws import TARGET_TAG, MultiRegionAwsProvider, aws_provider
 from reconciler.render import render_report
 from reconciler.testing import FakeClock
-from tests.integration.aws.support import AMI, TARGET, Rig, boto, cluster, node, service
+from tests.integration.aws.support import TARGET, Rig, boto, cluster, node, service
 from tests.support.fault_proxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.integration
