@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from reconciler.core.model import ObservedResource, ResourceKey, Snapshot
-from reconciler.kinds import REGISTRY
+from reconciler.kinds import kind_def, split_region
 
 __all__ = ["ENV_FIELDS", "Imported", "ImportResult", "import_resources", "matches", "to_yaml"]
 
@@ -84,11 +84,13 @@ def import_resources(snapshot: Snapshot, kinds: Iterable[str],
 
 
 def _imported(resource: ObservedResource) -> Imported:
-    model = REGISTRY[resource.key.kind].spec_model
+    found = kind_def(resource.key.kind)
+    assert found is not None, resource.key.kind  # the provider serves known kinds only
+    model = found.spec_model
     # provider-only fields (ids, running counts) are not part of a desired spec
     raw = {k: v for k, v in resource.spec.items() if k in model.model_fields}
     spec: dict[str, Any] = model.model_validate(raw).model_dump(mode="json")
-    hidden = _hide_environment(resource.key.kind, spec)
+    hidden = _hide_environment(split_region(resource.key.kind)[0], spec)
     return Imported(resource.key, spec, resource.protected, resource.managed, hidden)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.gate import GateVerdict
+from reconciler.core.gate import GateVerdict, regional
 from reconciler.core.model import DesiredState, Snapshot
 from reconciler.core.policy import Policy
 
@@ -27,8 +27,10 @@ class GxGate:
         observed = pd.DataFrame(
             [{"kind": r.key.kind, "name": r.key.name, "managed": r.managed}
              for r in snapshot.resources], columns=["kind", "name", "managed"])
+        # several regions: an incomplete kind blocks deletions in its region only (core.plan)
         kinds = pd.DataFrame([{"kind": k, "completeness": s.completeness}
-                              for k, s in snapshot.kinds.items()], columns=["kind", "completeness"])
+                              for k, s in snapshot.kinds.items() if not regional(snapshot)],
+                             columns=["kind", "completeness"])
         wanted = pd.DataFrame([{"kind": r.key.kind, "name": r.key.name}
                                for r in desired.resources], columns=["kind", "name"])
         managed = int(observed["managed"].sum()) if len(observed) else 0

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.config import TargetConfig, TargetsConfig, config_path, load_config, resolve_desired
-from reconciler.core.errors import InvalidConfig
+from reconciler.core.errors import InvalidConfig, InvalidDesiredState, SourceLocation
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleRequest
 from reconciler.core.model import DesiredState, Event, content_hash
 from reconciler.core.ports import EventSink, Provider, SnapshotGate
 from reconciler.desired import load_desired
-from reconciler.kinds import rules_for
+from reconciler.kinds import rules_for, split_region
 from reconciler.store import SqlStore, open_store
 
 __all__ = [
@@ -97,13 +97,28 @@ def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provid
         return SimulatedProvider(state, faults=faults, **opts)
     if cfg.provider.type == "aws":
         from reconciler.desired.clear import clear_source
-        from reconciler.providers.aws import AwsProvider
+        from reconciler.providers.aws import aws_provider
 
         # container environment values are kept as digests; a new task definition reads them
         # from the desired source at the moment it is registered (reconciler.desired.clear)
         source = clear_source(resolve_desired(cfg, config_file)) if config_file else None
-        return AwsProvider(cfg.name, cfg.provider.options, clear_spec=source)
+        return aws_provider(cfg.name, cfg.provider.options, clear_spec=source)
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
+
+
+def check_regions(desired: DesiredState, served: frozenset[str]) -> None:
+    """A resource in a region the target does not serve would be created nowhere: reject it
+    before any action (``kind@region`` names a further region; the first keeps the plain kind)."""
+    problems = [
+        (SourceLocation(r.source_file or desired.source_uri, r.source_line, "kind"),
+         f"{r.key}: region {split_region(r.key.kind)[1]!r} is not a further region of this "
+         "target (provider.options.regions after the first; the first region's resources "
+         "use the plain kind)")
+        for r in desired.resources
+        if split_region(r.key.kind)[1] is not None and r.key.kind not in served
+    ]
+    if problems:
+        raise InvalidDesiredState(problems)
 
 
 @dataclass
@@ -124,7 +139,9 @@ class Target:
 
     def load_desired(self) -> DesiredState:
         source = resolve_desired(self.config, self.config_file)
-        return load_desired(source, allow_empty=self.config.policy.allow_empty_desired)
+        desired = load_desired(source, allow_empty=self.config.policy.allow_empty_desired)
+        check_regions(desired, frozenset(self.kinds()))
+        return desired
 
     def request(self, desired: DesiredState, **overrides: object) -> CycleRequest:
         fields: dict[str, object] = {

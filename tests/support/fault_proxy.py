@@ -42,6 +42,7 @@ class Faults:
     ops: frozenset[str] | None = None
     fail_ops: frozenset[str] = frozenset()  # always 503
     drop_first: frozenset[str] = frozenset()  # forward, then drop the response, once per op
+    fail_regions: frozenset[str] = frozenset()  # every call signed for these regions: 503
 
 
 @dataclass
@@ -152,7 +153,7 @@ class FaultProxy:
             self.seen[call.op] += 1
             if not self._book.allow(call.op):
                 return self._count("limit", call)
-            if call.op in faults.fail_ops:
+            if call.op in faults.fail_ops or call.region in faults.fail_regions:
                 return self._count("503", call)
             if call.op in faults.drop_first and call.op not in self._dropped:
                 self._dropped.add(call.op)

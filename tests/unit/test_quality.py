@@ -35,3 +35,14 @@ def test_far_more_managed_resources_than_desired_fails(gate):
     snap = snapshot(*[have(f"sim.Node/n{i}", node()) for i in range(30)])
     verdict = gate.check(snap, desired_state(want("sim.Node/n0", node())))
     assert not verdict.passed and "expected bound" in verdict.failures[-1]
+
+
+def test_a_partial_region_does_not_fail_the_gate_of_a_multi_region_snapshot(gate):
+    """core.plan blocks deletions in that region only; the gate must not block them all."""
+    kinds = ("sim.Node", "sim.Node@eu-west-1")
+    snap = snapshot(have("sim.Node/a", node()), kinds=kinds,
+                    completeness={"sim.Node@eu-west-1": 0.5})
+    verdict = gate.check(snap, desired_state(want("sim.Node/a", node())))
+    assert verdict.passed, verdict.failures
+    single = snapshot(have("sim.Node/a", node()), completeness={"sim.Node": 0.5})
+    assert not gate.check(single, desired_state(want("sim.Node/a", node()))).passed

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from reconciler.core.model import ActionType, Frozen, Risk
 
-__all__ = ["KindRules", "KindRegistry", "DEFAULT_RULES", "field_matches"]
+__all__ = ["KindRules", "KindRegistry", "DEFAULT_RULES", "field_matches", "region_of"]
 
 
 class KindRules(Frozen):
@@ -51,6 +51,13 @@ def field_matches(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
         if len(pat) <= len(parts) and all(p in ("*", q) for p, q in zip(pat, parts, strict=False)):
             return True
     return False
+
+
+def region_of(kind: str) -> str | None:
+    """The region a multi-region target's kind names (``ec2.Instance@eu-west-1``); None for a
+    plain kind (a single-region target, or the first region of a multi-region one)."""
+    _, sep, region = kind.partition("@")
+    return region if sep else None
 
 
 def DEFAULT_RULES(kind: str) -> KindRules:  # noqa: N802 - reads as a constant at call sites

@@ -13,7 +13,13 @@ from reconciler.core.fidelity import degraded
 from reconciler.core.fields import masked, update_fields
 from reconciler.core.gcpause import without_gc
 from reconciler.core.graph import VIRTUAL_PREFIX, layer
-from reconciler.core.kinds import DEFAULT_RULES, KindRegistry, KindRules, field_matches
+from reconciler.core.kinds import (
+    DEFAULT_RULES,
+    KindRegistry,
+    KindRules,
+    field_matches,
+    region_of,
+)
 from reconciler.core.model import (
     Action,
     ActionType,
@@ -273,7 +279,19 @@ def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanConte
         return "observation degraded: " + "; ".join(degradation.reasons)
     if not ctx.allow_deletions:
         return "quality gate failed; deletions are blocked"
-    return None
+    return _region_blind(have.key.kind, snapshot)
+
+
+def _region_blind(kind: str, snapshot: Snapshot) -> str | None:
+    """A region any of whose kinds was not fully observed gets no deletions (its listing may
+    be failing as a whole); other regions' deletions go ahead."""
+    region = region_of(kind)
+    blind = sorted(k for k in snapshot.kinds
+                   if region_of(k) == region and not snapshot.is_complete(k))
+    if not blind:
+        return None
+    return (f"{', '.join(blind)} not fully observed: no deletions in "
+            f"{'region ' + region if region else 'its region'}")
 
 
 def _dependencies(

@@ -38,7 +38,7 @@ from reconciler.desired.yamlread import (
     read_yaml,
     validation_problems,
 )
-from reconciler.kinds import REGISTRY, known_kinds
+from reconciler.kinds import kind_def, known_kinds
 
 __all__ = [
     "load_desired",
@@ -66,8 +66,9 @@ def _check_name(name: str) -> str:
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in REGISTRY:
-        raise ValueError(f"unknown kind {kind!r}; known kinds: {', '.join(known_kinds())}")
+    if kind_def(kind) is None:
+        raise ValueError(f"unknown kind {kind!r}; known kinds: {', '.join(known_kinds())} "
+                         "(in a further region of a multi-region target: kind@region)")
     return kind
 
 
@@ -298,11 +299,11 @@ def _resource(doc: YamlDoc, index: int, raw: Any, problems: list[Problem]) -> _D
 def _spec(raw: dict[Any, Any], doc: YamlDoc, base: FieldPath, problems: list[Problem]) -> Any:
     """The spec validated by its kind's model and normalised to JSON, or None if invalid."""
     kind = raw.get("kind")
-    kind_def = REGISTRY.get(kind) if isinstance(kind, str) else None
+    found = kind_def(kind) if isinstance(kind, str) else None
     spec = raw.get("spec", {})
-    if kind_def is None or not isinstance(spec, dict):
+    if found is None or not isinstance(spec, dict):
         return None
-    model = _validated(kind_def.spec_model, spec, doc, (*base, "spec"), problems)
+    model = _validated(found.spec_model, spec, doc, (*base, "spec"), problems)
     return None if model is None else model.model_dump(mode="json")
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from reconciler.core.kinds import KindRules
+from reconciler.core.kinds import KindRules, region_of
 from reconciler.kinds import aws, sim
 
-__all__ = ["KindDef", "REGISTRY", "rules_for", "known_kinds"]
+__all__ = ["KindDef", "REGISTRY", "REGION_PATTERN", "rules_for", "known_kinds", "kind_def",
+           "regional_kind", "split_region"]
+
+# an AWS region name (us-east-1, eu-central-2, us-gov-west-1); `kind@region` names a kind in
+# one of a multi-region target's further regions (its first region keeps the plain kind)
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,36 @@ REGISTRY: dict[str, KindDef] = {
 }
 
 
+def split_region(kind: str) -> tuple[str, str | None]:
+    """``ec2.Instance@eu-west-1`` -> ``("ec2.Instance", "eu-west-1")``; a plain kind has None."""
+    return kind.partition("@")[0], region_of(kind)
+
+
+def regional_kind(kind: str, region: str | None) -> str:
+    return kind if region is None else f"{kind}@{region}"
+
+
+def kind_def(kind: str) -> KindDef | None:
+    """The definition of ``kind``, of a regional kind too; None if unknown or badly named."""
+    base, region = split_region(kind)
+    if region is not None and REGION_PATTERN.fullmatch(region) is None:
+        return None
+    return REGISTRY.get(base)
+
+
 def rules_for(kinds: list[str] | None = None) -> dict[str, KindRules]:
-    return {k: d.rules for k, d in REGISTRY.items() if kinds is None or k in kinds}
+    """Rules of ``kinds`` (all plain kinds: None); a regional kind's parents are its region's."""
+    if kinds is None:
+        return {k: d.rules for k, d in REGISTRY.items()}
+    out: dict[str, KindRules] = {}
+    for kind in kinds:
+        found = kind_def(kind)
+        region = split_region(kind)[1]
+        if found is None:
+            continue
+        parents = tuple(regional_kind(p, region) for p in found.rules.parents)
+        out[kind] = found.rules.model_copy(update={"kind": kind, "parents": parents})
+    return out
 
 
 def known_kinds() -> list[str]:

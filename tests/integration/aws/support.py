@@ -12,7 +12,7 @@ from reconciler.core.loop import CycleDeps, CycleReport, CycleRequest, run_cycle
 from reconciler.core.model import DesiredResource, DesiredState, ResourceKey
 from reconciler.core.policy import Policy
 from reconciler.kinds import REGISTRY, rules_for
-from reconciler.providers.aws import AwsProvider
+from reconciler.providers.aws import AwsProvider, MultiRegionAwsProvider
 from reconciler.testing import FakeClock, MemoryStore, RecordingSink
 
 TARGET = "fleet"
@@ -60,7 +60,7 @@ def service(name: str, cluster_name: str, count: int = 2, image: str = "nginx:1.
 class Rig:
     """A target's world against moto: provider, fake clock, in-memory store, events."""
 
-    provider: AwsProvider
+    provider: AwsProvider | MultiRegionAwsProvider
     clock: FakeClock = field(default_factory=FakeClock)
     store: MemoryStore = field(default_factory=MemoryStore)
     events: RecordingSink = field(default_factory=RecordingSink)
@@ -76,7 +76,8 @@ class Rig:
                            kinds=tuple(sorted(self.provider.kinds())),
                            correlation_id=f"c-{self.n}", **request)
         deps = CycleDeps(provider=self.provider, store=self.store, events=self.events,
-                         clock=self.clock, gate=BasicGate(), rules=rules_for(),
+                         clock=self.clock, gate=BasicGate(),
+                         rules=rules_for(list(self.provider.kinds())),
                          rng=random.Random(self.n))
         return run_cycle(req, deps)
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from reconciler.core.errors import PermanentError, ReconcilerError
+from reconciler.core.errors import InvalidConfig, PermanentError, ReconcilerError
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.providers.aws.autoscaling import AutoScalingGroups
 from reconciler.providers.aws.base import ClearSpec, KindContext
@@ -33,6 +33,16 @@ _HANDLERS: tuple[Callable[[KindContext], _Kind], ...] = (
 AWS_KINDS = frozenset({"ec2.Instance", "autoscaling.Group", "ecs.Cluster", "ecs.Service"})
 
 
+def _one_region(options: AwsOptions) -> AwsOptions:
+    regions = options.regions
+    if regions is None:
+        return options
+    if len(regions) > 1:
+        raise InvalidConfig("aws provider options: several regions need aws_provider() "
+                            "(MultiRegionAwsProvider), not AwsProvider")
+    return options.model_copy(update={"region": regions[0], "regions": None})
+
+
 class AwsProvider:
     """Observes and converges one target's resources, recognised by their ownership tags.
 
@@ -56,7 +66,7 @@ class AwsProvider:
     ) -> None:
         withhold_task_definition_bodies()
         self.target = target
-        self.options = parse_options(options)
+        self.options = _one_region(parse_options(options))
         self.stats = AwsStats()
         self._factory = ClientFactory(self.options, session)
         self.caller = Caller(self._factory, self.stats, sleep=sleep, monotonic=monotonic)

@@ -8,10 +8,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reconciler.awserrors import Scrubber
 from reconciler.core.errors import InvalidConfig
+from reconciler.kinds import REGION_PATTERN
 from reconciler.providers.aws.pacing import LimitKey, RateValue
 
 __all__ = ["AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint", "EMULATOR_KEY"]
@@ -26,6 +35,8 @@ class AwsOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str | None = None
+    # several regions in one target (see regions.py); the first keeps the plain kind names
+    regions: tuple[str, ...] | None = None
     endpoint_url: str | None = Field(default=None, repr=False)  # may carry user:password@
     endpoint_file: str | None = None  # the embedded emulator writes its URL here
     emulator: bool = False  # fake static credentials unless others are given
@@ -48,6 +59,27 @@ class AwsOptions(BaseModel):
     # a rate of 0 removes a limit. See pacing.py.
     rate_limits: dict[LimitKey, RateValue] | None = None
     pacing_max_wait_s: float = Field(default=30.0, ge=0, le=3600)  # longer: TemporaryError
+
+    @field_validator("regions")
+    @classmethod
+    def _valid_regions(cls, regions: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if regions is None:
+            return None
+        if not regions:
+            raise ValueError("name at least one region")
+        bad = [r for r in regions if REGION_PATTERN.fullmatch(r) is None]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not a region name")
+        twice = sorted({r for r in regions if regions.count(r) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} named twice")
+        return regions
+
+    @model_validator(mode="after")
+    def _region_or_regions(self) -> AwsOptions:
+        if self.regions is not None and self.region is not None:
+            raise ValueError("region and regions: set one, not both")
+        return self
 
 
 def resolve_region(options: AwsOptions, env: Mapping[str, str] | None = None) -> str:
@@ -80,7 +112,8 @@ def parse_options(options: Mapping[str, Any] | AwsOptions | None) -> AwsOptions:
     try:
         return AwsOptions.model_validate(dict(options or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
+                             for e in exc.errors())
         raise InvalidConfig(f"aws provider options: {problems}") from None
 
 
