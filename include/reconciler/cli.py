@@ -1,4 +1,5 @@
-"""The ``reconcile`` command: validate, plan, apply, import, status, history, breaker reset, sim."""
+"""The ``reconcile`` command: validate, plan, apply, import, status, history, breaker reset, sim,
+iam-policy."""
 
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "history":
             p.add_argument("--limit", type=int, default=20)
     _import_parser(sub, common)
+    iam = sub.add_parser("iam-policy", parents=[common],
+                         help="the least-privilege IAM policy an aws target needs (JSON)")
+    iam.add_argument("--target", required=True)
+    iam.add_argument("--read-only", action="store_true",
+                     help="only the read statement (enough for plan and apply --dry-run)")
     breaker = sub.add_parser("breaker", help="circuit breaker", parents=[common])
     breaker.add_argument("action", choices=["reset"])
     breaker.add_argument("--target", required=True)
@@ -280,6 +286,18 @@ def cmd_import(target: Target, args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
+def cmd_iam_policy(target: Target, args: argparse.Namespace) -> int:
+    """AWS's own policy document, printed as is (no ``format_version``: it is pasted into IAM)."""
+    from reconciler.providers.aws.iam import policy
+
+    if target.config.provider.type != "aws":
+        print(f"error: target {target.name} uses the {target.config.provider.type} provider; "
+              "only aws targets need an IAM policy", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(policy(target.name, target.kinds(), read_only=args.read_only), indent=2))
+    return EXIT_OK
+
+
 def cmd_status(target: Target, args: argparse.Namespace) -> int:
     breaker = target.store.load_breaker(target.name)
     last = target.store.recent_cycles(target.name, 1)
@@ -370,4 +388,5 @@ def _out(args: argparse.Namespace, data: Mapping[str, Any], text: str) -> None:
 COMMANDS: dict[str, Callable[[Target, argparse.Namespace], int]] = {
     "validate": cmd_validate, "plan": cmd_plan, "apply": cmd_apply, "status": cmd_status,
     "history": cmd_history, "breaker": cmd_breaker, "sim": cmd_sim, "import": cmd_import,
+    "iam-policy": cmd_iam_policy,
 }

@@ -103,6 +103,8 @@ class FaultProxy:
     seed: int = 0
     rules: AwsRules = field(default_factory=AwsRules)
     seen: Counter[str] = field(default_factory=Counter)  # calls that reached the proxy
+    # the same calls as IAM names them, ``service:Operation`` (e.g. ``ecs:CreateService``)
+    actions: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)  # calls moto answered
     injected: Counter[str] = field(default_factory=Counter)  # "throttle:Op", "503:Op", ...
     url: str = ""
@@ -125,6 +127,7 @@ class FaultProxy:
             self._rng = random.Random(seed)
             self._dropped.clear()
             self.seen.clear()
+            self.actions.clear()
             self.forwarded.clear()
             self.injected.clear()
 
@@ -151,6 +154,7 @@ class FaultProxy:
         with self._lock:
             faults = self.faults
             self.seen[call.op] += 1
+            self.actions[f"{call.service}:{call.op}"] += 1
             if not self._book.allow(call.op):
                 return self._count("limit", call)
             if call.op in faults.fail_ops or call.region in faults.fail_regions:
