@@ -90,9 +90,12 @@ class Approver(threading.Thread):
         while time.monotonic() < deadline and self.answered is None:
             listing = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails")
             for item in listing.json().get("hitl_details", []):
-                if item.get("response_received"):
-                    continue
                 ti = item["task_instance"]
+                # answer only a task parked for input: Airflow 3.3 resumes a task on the answer
+                # only if it is already parked; an answer that lands while the task is still
+                # getting there is recorded but never resumes it (dag.test() then waits forever)
+                if item.get("response_received") or ti.get("state") != "awaiting_input":
+                    continue
                 if self.before is not None:
                     self.before()  # e.g. the fleet moves on while the plan waits for a human
                 url = (f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
