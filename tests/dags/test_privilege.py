@@ -143,8 +143,10 @@ class _Responder(threading.Thread):
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             listing = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails", headers=first)
+            # only a task parked for input (see support.Approver: an earlier answer is lost)
             pending = [i for i in listing.json().get("hitl_details", [])
-                       if not i.get("response_received")]
+                       if not i.get("response_received")
+                       and i["task_instance"].get("state") == "awaiting_input"]
             if pending:
                 ti = pending[0]["task_instance"]
                 url = (f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
