@@ -73,18 +73,30 @@ def _waiting_for_approval(world: World, target: str) -> tuple[str, str]:
     return dag, run
 
 
+PARKED_S = 5.0
+
+
 def _answer(world: World, dag: str, run: str, choice: str, timeout_s: float = 120) -> None:
     """Answer the approval, and again if Airflow asks again. On Airflow 3.3.2 with the
     LocalExecutor an answer given before the executor reports that the parked task's process
     ended is lost: the scheduler reads that report as a state changed behind its back, retries
     the task, and the retry waits for a new answer (nothing is applied meanwhile)."""
     answered, deadline = None, time.monotonic() + timeout_s
+    parked: tuple[int, float] | None = None  # (try, when first seen parked)
     while time.monotonic() < deadline:
         ti = next(t for t in world.stack.task_instances(dag, run)
                   if t["task_id"] == "pass_1.approve")
         if ti["state"] in ("success", "failed", "skipped"):
             return
-        if ti["state"] == "awaiting_input" and ti["try_number"] != answered:
+        if ti["state"] != "awaiting_input":
+            parked = None
+        elif parked is None or parked[0] != ti["try_number"]:
+            parked = (ti["try_number"], time.monotonic())
+        # answer a try only once it has stayed parked a while: by then the executor has
+        # reported the parked process's end, and the scheduler no longer mistakes it for a
+        # state changed behind its back (which retries the task, up to failing it)
+        settled = parked is not None and time.monotonic() - parked[1] >= PARKED_S
+        if settled and ti["try_number"] != answered:
             world.stack.request(
                 "PATCH", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/pass_1.approve/-1/"
                          "hitlDetails", {"chosen_options": [choice]})
