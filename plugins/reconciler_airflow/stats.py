@@ -10,7 +10,6 @@ it, so with ``statsd_on`` and no ``statsd`` installed the reconciler's own UDP c
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from typing import Any
@@ -70,9 +69,11 @@ def backend() -> MetricsBackend | None:
     from airflow.sdk.configuration import conf
 
     statsd = _enabled(conf, "statsd_on") and not _enabled(conf, "statsd_datadog_enabled")
-    if statsd and importlib.util.find_spec("statsd") is None:
-        log.warning("metrics: [metrics] statsd_on is set but the 'statsd' package is missing "
-                    "(Airflow drops its own metrics); Reconciler sends its own over UDP")
+    if statsd:
+        # StatsD: Reconciler's own UDP client with the same [metrics] settings (host, port,
+        # prefix), in every process alike. Airflow's StatsD logger formats gauges differently
+        # (3.0|g), is unset in processes nothing initialized, and drops everything without the
+        # 'statsd' package; OpenTelemetry and Datadog go through Airflow's Stats below.
         settings = settings_from_airflow()
         return StatsdClient(settings) if settings else None
     if not any(_enabled(conf, k) for k in ("statsd_on", "statsd_datadog_enabled", "otel_on")):

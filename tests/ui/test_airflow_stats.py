@@ -5,7 +5,6 @@ fresh process, since Airflow reads ``[metrics]`` once per process."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -99,10 +98,8 @@ def test_with_statsd_on_the_cycle_metrics_reach_the_statsd_agent(env):
         got = _wait_for(listener.names, wanted)
     finally:
         listener.close()
-    # Airflow's StatsD logger needs the `statsd` package; without it Airflow drops metrics,
-    # so the reconciler's own client sends them to the same agent.
-    through = "AirflowStats" if importlib.util.find_spec("statsd") else "StatsdClient"
-    assert ran == {"backend": through, "status": "converged"}
+    # StatsD goes through the reconciler's own client, with Airflow's [metrics] settings
+    assert ran == {"backend": "StatsdClient", "status": "converged"}
     assert wanted <= got, sorted(wanted - got)
     assert listener.values("ops.reconciler.shop.breaker.open") == ["0|g"]
 
