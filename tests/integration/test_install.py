@@ -1,7 +1,8 @@
 """``pip install`` of the built wheel gives a working ``reconcile``: its dependencies are declared.
 
 The wheel goes into a fresh venv (no system site-packages, no PYTHONPATH) with ``--no-index``:
-its dependencies come from a wheelhouse of the locked versions (requirements.txt), downloaded
+its dependencies come from a wheelhouse of the runtime lock's versions (requirements.txt, as plain
+``name==version`` constraints: pip takes no extras or hashes in a constraints file), downloaded
 from PyPI once and kept in ``$RECONCILER_WHEELHOUSE`` (default ``~/.cache/reconciler-tests/
 wheelhouse``); later runs need no network. Measured here: ~20 s with the wheelhouse in place
 (venv 5 s, wheel 2 s, install 6 s, four commands 4 s), ~10 s more to fill it.
@@ -10,6 +11,7 @@ wheelhouse``); later runs need no network. Measured here: ~20 s with the wheelho
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +42,16 @@ def wheelhouse() -> Path:
     return Path(chosen) if chosen else Path.home() / ".cache" / "reconciler-tests" / "wheelhouse"
 
 
+def plain_constraints(tmp: Path) -> Path:
+    """The lock's pins without extras, hashes or comments (what a constraints file may hold)."""
+    pin = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^]]*\])?==([^\s;\\]+)")
+    pins = sorted({f"{m[1]}=={m[2]}" for line in LOCK.read_text().splitlines()
+                   if (m := pin.match(line))})
+    path = tmp / "constraints.txt"
+    path.write_text("\n".join(pins) + "\n")
+    return path
+
+
 def build_wheel(tmp: Path) -> Path:
     """Build from a copy, so the checkout gets no build/ or egg-info."""
     src = tmp / "src"
@@ -56,11 +68,12 @@ def build_wheel(tmp: Path) -> Path:
 def install(pip: Path, wheel: Path) -> None:
     """Offline from the wheelhouse; fill it from PyPI first when a locked wheel is missing."""
     house = wheelhouse()
-    offline = (pip, "install", "--no-index", "--find-links", house, "-c", LOCK, wheel)
+    pins = plain_constraints(wheel.parent.parent)
+    offline = (pip, "install", "--no-index", "--find-links", house, "-c", pins, wheel)
     if house.is_dir() and run(*offline).returncode == 0:
         return
     house.mkdir(parents=True, exist_ok=True)
-    ok(run(pip, "download", "--dest", house, "-c", LOCK, wheel))
+    ok(run(pip, "download", "--dest", house, "-c", pins, wheel))
     (house / wheel.name).unlink()  # only the dependencies: the wheel is rebuilt every run
     ok(run(*offline))
 
