@@ -220,9 +220,17 @@ class AirflowStack:
         raise TimeoutError(f"{dag_id} still busy after {timeout_s}s\n{self.tail()}")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        reply = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
-                                    "?limit=1000")
-        return list(reply["task_instances"])
+        """Every task instance of the run, page by page: the API caps a page at
+        ``[api] maximum_page_limit`` (100) whatever ``limit`` asks, and a run with a few
+        hundred mapped batches has more."""
+        out: list[dict[str, Any]] = []
+        while True:
+            reply = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+                                        f"?limit=100&offset={len(out)}&order_by=id")
+            page = list(reply["task_instances"])
+            out += page
+            if not page or len(out) >= int(reply["total_entries"]):
+                return out
 
     def _check_alive(self) -> None:
         dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
