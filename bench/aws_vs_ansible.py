@@ -33,14 +33,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "include"), str(ROOT)]
 
+from reconciler.catalogue import rules_for  # noqa: E402
 from reconciler.core.gate import BasicGate  # noqa: E402
 from reconciler.core.loop import CycleDeps, CycleRequest, run_cycle  # noqa: E402
 from reconciler.core.model import DesiredResource, DesiredState, ResourceKey  # noqa: E402
 from reconciler.core.policy import Policy  # noqa: E402
 from reconciler.embedded import MotoProcess, reset  # noqa: E402
-from reconciler.kinds import rules_for  # noqa: E402
+from reconciler.orchestration.runtime import SystemClock  # noqa: E402
 from reconciler.providers.aws import AwsProvider  # noqa: E402
-from reconciler.runtime import SystemClock  # noqa: E402
 from reconciler.testing import MemoryStore, RecordingSink  # noqa: E402
 
 AMI, TYPE = "ami-0c02fb55956c7d316", "t3.micro"

@@ -38,14 +38,14 @@ def drifted(fleet: Rows, rng: random.Random) -> tuple[Rows, Rows]:
 
 
 def run_size(n: int, with_deepdiff: bool) -> dict[str, float]:
+    from reconciler.catalogue import rules_for
     from reconciler.core.compare import compare
     from reconciler.core.model import DesiredResource, DesiredState, ResourceKey
     from reconciler.core.plan import PlanContext, make_plan
     from reconciler.core.policy import Policy
     from reconciler.core.sense import SenseOptions, sense
-    from reconciler.kinds import rules_for
+    from reconciler.orchestration.runtime import SystemClock
     from reconciler.providers.simulated import SimulatedProvider, generate_fleet
-    from reconciler.runtime import SystemClock
 
     rng = random.Random(n)
     desired_rows, observed_rows = drifted(generate_fleet(n, rng), rng)
@@ -79,9 +79,9 @@ def run_size(n: int, with_deepdiff: bool) -> dict[str, float]:
 def _versus_deepdiff(desired: Any, snap: Any) -> dict[str, float]:
     from deepdiff import DeepDiff
 
+    from reconciler.catalogue import rules_for
     from reconciler.core.compare import compare
     from reconciler.core.policy import Policy
-    from reconciler.kinds import rules_for
 
     want = {str(r.key): r.spec for r in desired.resources}
     have = {str(r.key): r.spec for r in snap.resources}

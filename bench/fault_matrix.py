@@ -210,7 +210,7 @@ def _aws_row(url: str, proxy: Any, fleet: list[Any], policy: Any, name: str, fau
     pol = policy.model_copy(update={"sense_deadline_seconds": 2}) if faults.latency_s else policy
     rig = Rig(make_provider(proxy.url))
     if rules is not None:  # the proxy's lag runs on the real clock: so must the cycle's waits
-        from reconciler.runtime import SystemClock
+        from reconciler.orchestration.runtime import SystemClock
 
         rig.clock = SystemClock()  # type: ignore[assignment]
     t0 = time.perf_counter()

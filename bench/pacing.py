@@ -30,14 +30,14 @@ sys.path[:0] = [str(ROOT / "include"), str(ROOT)]
 
 from tests.support.fault_proxy import AwsRules, FaultProxy  # noqa: E402
 
+from reconciler.catalogue import rules_for  # noqa: E402
 from reconciler.core.gate import BasicGate  # noqa: E402
 from reconciler.core.loop import CycleDeps, CycleReport, CycleRequest, run_cycle  # noqa: E402
 from reconciler.core.model import DesiredResource, DesiredState, ResourceKey  # noqa: E402
 from reconciler.core.policy import Policy  # noqa: E402
 from reconciler.embedded import MotoProcess, reset  # noqa: E402
-from reconciler.kinds import rules_for  # noqa: E402
+from reconciler.orchestration.runtime import SystemClock  # noqa: E402
 from reconciler.providers.aws import AwsProvider  # noqa: E402
-from reconciler.runtime import SystemClock  # noqa: E402
 from reconciler.testing import MemoryStore, RecordingSink  # noqa: E402
 
 AMI, TYPE = "ami-0c02fb55956c7d316", "t3.micro"

@@ -43,16 +43,16 @@ def fresh_state(home: Path) -> None:
 
 
 def seed_demo_fleet() -> None:
+    from reconciler.orchestration.runtime import load_target
     from reconciler.providers.simulated import seed_demo
-    from reconciler.runtime import load_target
 
     target = load_target("demo")
     seed_demo(target.provider, target.load_desired())
 
 
 def drift_demo_fleet() -> None:
+    from reconciler.orchestration.runtime import load_target
     from reconciler.providers.simulated import inject_drift
-    from reconciler.runtime import load_target
 
     target = load_target("demo")
     for line in inject_drift(target.provider, random.Random(7), 0.3):

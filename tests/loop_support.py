@@ -6,11 +6,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.catalogue import rules_for
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleReport, CycleRequest, run_cycle
 from reconciler.core.model import DesiredResource, DesiredState
 from reconciler.core.policy import Policy
-from reconciler.kinds import rules_for
 from reconciler.providers.simulated import Faults, SimulatedProvider
 from reconciler.testing import FakeClock, MemoryStore, RecordingSink
 from tests.builders import NOW

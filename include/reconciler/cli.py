@@ -19,7 +19,8 @@ from reconciler.core.loop import CycleReport, run_cycle, summary
 from reconciler.core.model import KindStatus, Plan
 from reconciler.core.ports import EventSink
 from reconciler.importcmd import import_fleet
-from reconciler.render import (
+from reconciler.orchestration.runtime import Target, load_target
+from reconciler.output.render import (
     JsonLinesSink,
     ProgressBar,
     render_incomplete,
@@ -28,8 +29,7 @@ from reconciler.render import (
     wants_color,
     write_text,
 )
-from reconciler.runtime import FanOutSink, Target, load_target
-from reconciler.sinks import default_sink
+from reconciler.output.sinks import FanOutSink, default_sink
 
 __all__ = ["main", "build_parser"]
 

@@ -150,11 +150,11 @@ def _provider(url: str, target: str, desired_source: str | None = None) -> Any:
 
 def converge(provider: Any, desired: DesiredState, target: str) -> Any:
     """One cycle that makes the emulator hold ``desired`` (used to seed, and by tests)."""
+    from reconciler.catalogue import rules_for
     from reconciler.core.gate import BasicGate
     from reconciler.core.loop import CycleDeps, CycleRequest, run_cycle
     from reconciler.core.policy import Policy
-    from reconciler.kinds import rules_for
-    from reconciler.runtime import SystemClock
+    from reconciler.orchestration.runtime import SystemClock
     from reconciler.testing import MemoryStore, RecordingSink
 
     request = CycleRequest(target=target, desired=desired, policy=Policy(max_parallel=8),

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler import importer
+from reconciler.catalogue import importer
 from reconciler.core.model import Snapshot
 from reconciler.core.sense import SenseOptions, sense
-from reconciler.render import render_incomplete
-from reconciler.runtime import SystemClock, Target, new_correlation_id
+from reconciler.orchestration.runtime import SystemClock, Target, new_correlation_id
+from reconciler.output.render import render_incomplete
 
 __all__ = ["import_fleet"]
 

@@ -71,7 +71,7 @@ async def deadline_missed(target: str, webhook: str | None = None, deadline_s: f
 async def _notify_late(target: str, payload: dict[str, Any], channels: dict[str, Any]) -> str:
     if not any(channels.values()):
         return ""
-    from reconciler.notify import Notice
+    from reconciler.output.notify import Notice
     from reconciler_airflow.notify import aannounce
 
     details = {k: payload[k] for k in ("deadline_s", "dag_id", "run_id", "queued_at")}
@@ -82,7 +82,7 @@ async def _notify_late(target: str, payload: dict[str, Any], channels: dict[str,
 
 
 def _ledger(target: str) -> Any:
-    from reconciler.notify import Ledger
+    from reconciler.output.notify import Ledger
     from reconciler.store import open_store
 
     try:
@@ -100,7 +100,7 @@ def page_critical(target: str, correlation_id: str, compared: dict[str, Any],
     ``alerts`` (the target's AlertsConfig) supersedes ``webhook`` and ``smtp_to`` and adds its
     notifier channels; with ``store`` a PagerDuty page is remembered until the target converges.
     """
-    from reconciler.notify import Ledger
+    from reconciler.output.notify import Ledger
     from reconciler_airflow.notify import announce, critical_notice
 
     drift = compared.get("drift", {})

@@ -19,7 +19,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from reconciler.notify import (
+from reconciler.outgoing import url_problem
+from reconciler.output.notify import (
     Ledger,
     Notice,
     apprise_path_problem,
@@ -28,7 +29,6 @@ from reconciler.notify import (
     severity_for,
     slack_blocks,
 )
-from reconciler.outgoing import url_problem
 
 __all__ = ["ApprovalNotifier", "announce", "aannounce", "notifiers_for", "after_record",
            "required_action_link", "PAGERDUTY_EVENTS_URL"]
@@ -246,7 +246,7 @@ def after_record(target: Any, outcome: Mapping[str, Any]) -> None:
     try:
         ledger = Ledger(target.store, target.name)
         cid = str(outcome.get("correlation_id") or "")
-        from reconciler.notify import breaker_notice
+        from reconciler.output.notify import breaker_notice
 
         breaker = target.store.load_breaker(target.name)
         notice = breaker_notice(target.name, breaker.state, ledger.breaker(), breaker.reason, cid)

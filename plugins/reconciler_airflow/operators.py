@@ -58,7 +58,7 @@ class ActuateOperator(BaseOperator):
                                        "or the approved plan went stale (see approve)")
         if event.get("status") != "ready":
             raise TimeoutError(f"wave {self.batch['wave'] + 1} never became ready")
-        from reconciler.pipeline import BatchRefused
+        from reconciler.orchestration.pipeline import BatchRefused
 
         try:
             counts: dict[str, int] = self._step().actuate(self.batch)
@@ -73,7 +73,7 @@ class ActuateOperator(BaseOperator):
 
     @staticmethod
     def _open(target: str, cid: str) -> Any:
-        from reconciler.pipeline import Step
+        from reconciler.orchestration.pipeline import Step
         from reconciler_airflow import digestkey, stats
 
         digestkey.install()

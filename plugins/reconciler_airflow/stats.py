@@ -1,8 +1,8 @@
 """Reconciler's metrics through Airflow's ``Stats``: whatever ``[metrics]`` configures for
 Airflow's own metrics (StatsD, OpenTelemetry, Datadog) receives the cycle's too.
 
-Installed (reconciler.metrics.use_backend) before a task opens its cycle. Task processes use the
-Task SDK's ``Stats``, which the task runner initializes from ``[metrics]``; a process where
+Installed (reconciler.output.metrics.use_backend) before a task opens its cycle. Task processes use
+the Task SDK's ``Stats``, which the task runner initializes from ``[metrics]``; a process where
 nothing initialized it (``dag.test()``) gets the same initialization here, once. One exception:
 Airflow's StatsD logger needs the ``statsd`` package and silently drops every metric without
 it, so with ``statsd_on`` and no ``statsd`` installed the reconciler's own UDP client sends them.
@@ -14,7 +14,12 @@ import logging
 import sys
 from typing import Any
 
-from reconciler.metrics import MetricsBackend, StatsdClient, settings_from_airflow, use_backend
+from reconciler.output.metrics import (
+    MetricsBackend,
+    StatsdClient,
+    settings_from_airflow,
+    use_backend,
+)
 
 __all__ = ["AirflowStats", "backend", "install"]
 

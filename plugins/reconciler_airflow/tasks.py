@@ -1,4 +1,5 @@
-"""Airflow task callables: thin calls into ``reconciler.pipeline``; errors mapped at this edge."""
+"""Airflow task callables: thin calls into ``reconciler.orchestration.pipeline``; errors mapped
+at this edge."""
 
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def correlation_id(target: str) -> str:
     """One id per run, shared by every task and retry of it (from the Airflow run id)."""
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     return correlation_id_for_run(target, get_current_context()["run_id"])
 
 
 def _step(target: str) -> Any:
-    from reconciler.pipeline import Step
+    from reconciler.orchestration.pipeline import Step
     from reconciler_airflow import digestkey, stats
 
     digestkey.install()
@@ -105,7 +106,7 @@ def _pace_pokes(factor: float) -> None:
 
 
 def validate(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
-    from reconciler.quality import GxGate
+    from reconciler.orchestration.quality import GxGate
 
     step = _step(target)
     pinned = _params().get("desired_version")

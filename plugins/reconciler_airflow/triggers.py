@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
-    from reconciler.pipeline import Step
+    from reconciler.orchestration.pipeline import Step
 
 __all__ = ["WaveReadyTrigger"]
 
@@ -49,6 +49,6 @@ class WaveReadyTrigger(BaseTrigger):
             step.target.store.close()
 
     def _open(self) -> Step:
-        from reconciler.pipeline import Step
+        from reconciler.orchestration.pipeline import Step
 
         return Step.open(self.target, self.correlation_id)

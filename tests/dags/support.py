@@ -33,7 +33,7 @@ def step(target: str, prefix: str = "step") -> Any:
     import uuid
     from datetime import UTC, datetime
 
-    from reconciler.pipeline import Step
+    from reconciler.orchestration.pipeline import Step
 
     opened = Step.open(target, f"{prefix}-{uuid.uuid4().hex[:8]}")
     opened.begin(started_at=datetime.now(UTC))

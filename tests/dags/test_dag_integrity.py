@@ -194,7 +194,7 @@ def test_the_plugin_adds_a_drift_tab_to_each_run_and_an_extra_link_class():
 def test_an_actuate_task_instance_links_to_its_runs_cycle_page(dagbag, monkeypatch):
     from airflow.models.taskinstancekey import TaskInstanceKey
 
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     run_id = "manual__2026-12-01T10:00:00+00:00"
     task = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")

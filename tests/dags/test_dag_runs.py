@@ -95,8 +95,8 @@ def test_critical_drift_pages_then_acts(dagbag, webhook):
 def test_dry_run_actuates_nothing_and_records_nothing(dagbag):
     """A dry run is a look (core.cycle): no history row, no audit row, no cycle state in the
     store; what it saw is in the run's artifacts."""
-    from reconciler.pipeline import Step
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.pipeline import Step
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     sim = support.seed("sim")
     sim.delete("sim.Node", "node-a2")

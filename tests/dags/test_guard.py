@@ -36,7 +36,7 @@ def stray_kept() -> bool:
 
 
 def test_a_plan_needing_approval_runs_only_once_its_hash_is_approved():
-    from reconciler.pipeline import BatchRefused
+    from reconciler.orchestration.pipeline import BatchRefused
 
     step, result = planned()
     batch = result["batches"][0]
@@ -53,7 +53,7 @@ def test_a_plan_needing_approval_runs_only_once_its_hash_is_approved():
 
 
 def test_a_cycle_that_lost_its_lease_is_refused():
-    from reconciler.pipeline import BatchRefused
+    from reconciler.orchestration.pipeline import BatchRefused
 
     step, result = planned()
     step.approve(result["summary"]["hash"], "airflow:alice")
@@ -71,7 +71,7 @@ def test_a_cycle_that_lost_its_lease_is_refused():
 
 
 def test_a_plan_changed_after_planning_is_refused():
-    from reconciler.pipeline import BatchRefused
+    from reconciler.orchestration.pipeline import BatchRefused
 
     step, result = planned()
     step.approve(result["summary"]["hash"], "airflow:alice")
@@ -86,7 +86,7 @@ def test_a_plan_changed_after_planning_is_refused():
 
 
 def test_past_the_cycle_deadline_nothing_new_starts():
-    from reconciler.pipeline import BatchRefused
+    from reconciler.orchestration.pipeline import BatchRefused
 
     step, result = planned()
     step.approve(result["summary"]["hash"], "airflow:alice")
@@ -104,7 +104,7 @@ def test_past_the_cycle_deadline_nothing_new_starts():
 def test_a_batch_that_waited_refuses_an_update_someone_made_stale():
     """Planned: node-a1 from c5.large back to its desired m5.large. Before the batch runs,
     someone sets a third type by hand: the update is refused (stale plan), their change kept."""
-    from reconciler.pipeline import BatchRefused
+    from reconciler.orchestration.pipeline import BatchRefused
 
     sim = support.seed("sim")
     spec = dict(sim.get("sim.Node", "node-a1").spec)

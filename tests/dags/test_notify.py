@@ -43,7 +43,7 @@ CHANNELS = {"slack_conn_id": "rc_slack", "pagerduty_conn_id": "rc_pagerduty",
 
 
 def _critical(target: str = "paged", detail: str = "3 workloads"):
-    from reconciler.notify import Notice
+    from reconciler.output.notify import Notice
 
     return Notice("critical_drift", target, "critical",
                   {"urgency": "critical", "counts": detail}, "cid-42")

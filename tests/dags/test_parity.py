@@ -86,7 +86,7 @@ def _reset() -> Any:
 
 def _cli(conf: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from reconciler.core.loop import run_cycle
-    from reconciler.runtime import load_target
+    from reconciler.orchestration.runtime import load_target
     from reconciler.testing import RecordingSink
 
     target = load_target(TARGET)
@@ -99,7 +99,7 @@ def _cli(conf: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def _airflow(dagbag: Any, conf: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from reconciler.core.model import Outcome
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     dr, _ = support.run(dagbag, TARGET, conf)
     cid = correlation_id_for_run(TARGET, dr.run_id)

@@ -70,7 +70,7 @@ def _open_breaker(target: str) -> None:
 
 def _operator_rows(target: str, what: str, run_id: str | None = None) -> list[dict[str, Any]]:
     """The target's recent operator rows saying ``what`` (of one run's cycle, if given)."""
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     cid = correlation_id_for_run(target, run_id) if run_id else None
     rows = support.store().audit_rows(target=target, kind="operator", limit=20,

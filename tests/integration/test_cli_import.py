@@ -12,13 +12,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.catalogue import rules_for
+from reconciler.catalogue.importer import import_resources, to_yaml
 from reconciler.core.compare import OWNERSHIP_FIELD, compare
 from reconciler.core.model import Snapshot
 from reconciler.core.policy import Policy
 from reconciler.core.sense import sense
 from reconciler.desired import load_desired
-from reconciler.importer import import_resources, to_yaml
-from reconciler.kinds import rules_for
 from reconciler.providers.simulated import SimulatedProvider
 from reconciler.testing import FakeClock
 from tests.integration import test_cli

@@ -15,11 +15,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from reconciler import migrations
 from reconciler.core.breaker import BreakerState
 from reconciler.core.cycle import CycleState
 from reconciler.core.model import ActionResult, Outcome, ResourceKey
-from reconciler.store import SqlStore, metadata, open_store
+from reconciler.store import SqlStore, metadata, migrations, open_store
 from tests.support import store_schema_d0f59bd as released
 
 pytestmark = pytest.mark.integration

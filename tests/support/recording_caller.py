@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from reconciler.catalogue.aws import EcsContainerSpec
 from reconciler.core.errors import PermanentError
-from reconciler.kinds.aws import EcsContainerSpec
 from reconciler.providers.aws.calls import Deadline, is_mutating
 from reconciler.providers.aws.ecs_services import containers_to_aws, family
 from reconciler.providers.aws.session import AwsOptions

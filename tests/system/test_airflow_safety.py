@@ -50,7 +50,7 @@ def world(tmp_path_factory):
 
 
 def _cid(target: str, run_id: str) -> str:
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     return correlation_id_for_run(target, run_id)
 

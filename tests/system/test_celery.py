@@ -204,7 +204,7 @@ def _tries(stack: Any, run: str, map_index: int) -> list[dict[str, Any]]:
 def facts(world: dict[str, Any]) -> Facts:
     """Steps 1-4: trigger through REST, spread over both workers, a second run triggered and
     the lease checked while the first actuates, worker 1 killed, both runs waited for."""
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
     from reconciler.store import open_store
 
     cluster, seen = world["cluster"], Facts()
@@ -357,7 +357,7 @@ def test_stopping_ends_every_process_it_started(facts: Facts, world: dict) -> No
 
 
 def _cid(run_id: str) -> str:
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     return correlation_id_for_run(TARGET, run_id)
 

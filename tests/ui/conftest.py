@@ -66,7 +66,7 @@ def _env(root: Path, config: Path, store_url: str, statsd: StatsdListener, hook:
 
 @pytest.fixture(scope="session")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     root = tmp_path_factory.mktemp("ui")
     config = write_targets(root, TARGETS)

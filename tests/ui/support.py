@@ -135,11 +135,12 @@ def token_for(base: str, user: str, password: str) -> str:
 
 
 def pipeline_cycle(target: str, correlation_id: str) -> dict[str, Any]:
-    """One whole cycle through ``reconciler.pipeline.Step`` the way the DAG's tasks run it
+    """One whole cycle through ``reconciler.orchestration.pipeline.Step`` the way the DAG's tasks
+    run it
     (sense, compare, route, plan, actuate every batch, verify, record), without Airflow."""
     from datetime import UTC, datetime
 
-    from reconciler.pipeline import Step
+    from reconciler.orchestration.pipeline import Step
 
     step = Step.open(target, correlation_id)
     step.begin(started_at=datetime.now(UTC))

@@ -27,7 +27,7 @@ EXPECTED = {
 
 _TASK_PATH = """
 import json
-from reconciler.metrics import Metrics
+from reconciler.output.metrics import Metrics
 from reconciler_airflow import stats
 from tests.ui.support import pipeline_cycle
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from reconciler.core.model import Event
-from reconciler.metrics import Metrics, MetricsSink, StatsdClient, StatsdSettings
-from reconciler.sinks import AuditSink, WebhookSink, default_sink
+from reconciler.output.metrics import Metrics, MetricsSink, StatsdClient, StatsdSettings
+from reconciler.output.sinks import AuditSink, WebhookSink, default_sink
 from tests.ui.support import StatsdListener, Webhook
 
 

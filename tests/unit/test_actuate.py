@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
+from reconciler.catalogue import rules_for
 from reconciler.core.actuate import Actuator, backoff_delay
 from reconciler.core.compare import compare
 from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
-from reconciler.kinds import rules_for
 from reconciler.testing import FakeClock, RecordingSink
 from tests.builders import NOW, have, key, node, snapshot, want
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.artifacts import FolderArtifacts, open_artifacts
+from reconciler.output.artifacts import FolderArtifacts, open_artifacts
 
 
 def test_put_returns_a_reference_that_get_reads_back(tmp_path: Path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.catalogue import rules_for
 from reconciler.core.compare import compare, diff_spec
 from reconciler.core.policy import Policy, Tolerance
-from reconciler.kinds import rules_for
 from tests.builders import have, node, snapshot, want, workload
 
 RULES = rules_for()

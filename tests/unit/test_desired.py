@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.catalogue import REGISTRY
 from reconciler.core.errors import InvalidDesiredState, SourceLocation
 from reconciler.core.model import ResourceKey
 from reconciler.desired import find_cycles, load_desired, load_desired_dir, parse_yaml
-from reconciler.kinds import REGISTRY
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "desired"
 DEMO = Path(__file__).parents[2] / "include" / "desired" / "demo"

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler import digests
+from reconciler.catalogue.aws import EcsContainerSpec
 from reconciler.core.model import Diff, FieldChange, Modification, ObservedResource, ResourceKey
 from reconciler.digests import digest, is_digest, keep_clear
-from reconciler.kinds.aws import EcsContainerSpec
 from reconciler.providers.aws import logscrub
 
 KEY = "k" * 32
@@ -109,7 +109,7 @@ def _diff_with(change: FieldChange) -> Diff:
 
 
 def test_the_cli_says_changed_for_a_secret_value_and_shows_other_values() -> None:
-    from reconciler.render import render_diff
+    from reconciler.output.render import render_diff
 
     secret = FieldChange(path="containers.web.environment.TOKEN", before=digest("a"),
                          after=digest("b"))

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 
-from reconciler.actuation import batches_for
+from reconciler.catalogue import rules_for
 from reconciler.core.compare import compare
 from reconciler.core.fidelity import degraded, parallel_for, poke_interval, strain
 from reconciler.core.model import KindStatus, Observation
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import FidelityPolicy, Policy
 from reconciler.core.sense import SenseOptions, sense
-from reconciler.kinds import rules_for
+from reconciler.orchestration.actuation import batches_for
 from reconciler.providers.aws.calls import AwsStats
 from reconciler.providers.simulated import Faults
 from reconciler.testing import FakeClock

@@ -1,10 +1,11 @@
-"""reconciler.notify: what each notice says, when the breaker is news, the incident ledger."""
+"""reconciler.output.notify: what each notice says, when the breaker is news, the incident
+ledger."""
 
 from __future__ import annotations
 
 import pytest
 
-from reconciler.notify import (
+from reconciler.output.notify import (
     Ledger,
     Notice,
     apprise_path_problem,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from reconciler.catalogue import rules_for
 from reconciler.core.compare import compare
 from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.policy import Policy
-from reconciler.kinds import rules_for
 from tests.builders import NOW, have, node, snapshot, want, workload
 
 RULES = rules_for()

@@ -7,11 +7,11 @@ import random
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from reconciler.catalogue import rules_for
 from reconciler.core.compare import compare
 from reconciler.core.model import Plan, Snapshot
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
-from reconciler.kinds import rules_for
 from reconciler.providers.simulated import Faults
 from tests.builders import NOW, have, snapshot
 from tests.loop_support import Rig

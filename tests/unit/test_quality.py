@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.core.policy import Policy
-from reconciler.quality import GxGate
+from reconciler.orchestration.quality import GxGate
 from tests.builders import desired_state, have, node, snapshot, want
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.catalogue import rules_for, split_region
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState
 from reconciler.core.model import ResourceKey
 from reconciler.desired import load_desired_dir
-from reconciler.kinds import rules_for, split_region
+from reconciler.orchestration.runtime import check_regions
 from reconciler.providers.aws import AwsProvider, MultiRegionAwsProvider, aws_provider
 from reconciler.providers.aws.session import parse_options
-from reconciler.runtime import check_regions
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TWO = {"regions": ["us-east-1", "eu-west-1"], "emulator": True,

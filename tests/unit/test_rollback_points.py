@@ -8,6 +8,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.catalogue import rules_for
 from reconciler.core.actuate import Actuator
 from reconciler.core.compare import compare
 from reconciler.core.errors import PermanentError
@@ -15,7 +16,6 @@ from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
 from reconciler.core.rollback import restore_point, rollback_points
 from reconciler.core.sense import sense
-from reconciler.kinds import rules_for
 from reconciler.providers.simulated import SimulatedProvider, seed_demo
 from reconciler.testing import FakeClock, RecordingSink
 from tests.builders import NOW, desired_state, node, want, workload

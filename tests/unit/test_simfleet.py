@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.catalogue import REGISTRY
 from reconciler.core.model import Action, ActionType, DesiredResource, DesiredState, ResourceKey
-from reconciler.kinds import REGISTRY
 from reconciler.providers.simulated import (
     SimulatedProvider,
     generate_fleet,

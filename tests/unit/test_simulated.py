@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from reconciler.catalogue import REGISTRY
 from reconciler.core.errors import PermanentError, TemporaryError
 from reconciler.core.model import (
     Action,
@@ -20,7 +21,6 @@ from reconciler.core.model import (
     ResourceKey,
 )
 from reconciler.core.ports import Provider
-from reconciler.kinds import REGISTRY
 from reconciler.providers.simulated import (
     PAGE_ATTEMPTS,
     Faults,

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from reconciler.catalogue import rules_for
 from reconciler.core import compare as compare_mod
 from reconciler.core.compare import compare, coverage
 from reconciler.core.model import KindCoverage, ResourceKey
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy, UnmanagedIgnore
-from reconciler.kinds import rules_for
-from reconciler.render import coverage_lines, render_diff
+from reconciler.output.render import coverage_lines, render_diff
 from tests.builders import NOW, have, node, snapshot, want
 from tests.strategies import desired_from, fleets
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from reconciler.catalogue import rules_for
 from reconciler.core.compare import compare
 from reconciler.core.fields import EVERYTHING, FieldSet, fields_of, masked, merged, update_fields
 from reconciler.core.model import Action, ResourceKey
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
-from reconciler.kinds import rules_for
 from reconciler.providers.simulated import SimulatedProvider
 from tests.builders import NOW, have, node, snapshot, want, workload
 

@@ -14,6 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from reconciler.catalogue import REGISTRY, rules_for
+from reconciler.catalogue.aws import OWNERSHIP_PREFIX
 from reconciler.core.compare import compare
 from reconciler.core.errors import PermanentError
 from reconciler.core.fields import fields_of
@@ -28,8 +30,6 @@ from reconciler.core.model import (
 )
 from reconciler.core.plan import PlanContext, make_plan
 from reconciler.core.policy import Policy
-from reconciler.kinds import REGISTRY, rules_for
-from reconciler.kinds.aws import OWNERSHIP_PREFIX
 from reconciler.providers.aws.autoscaling import AutoScalingGroups
 from reconciler.providers.aws.base import KindContext
 from reconciler.providers.aws.ec2 import Ec2Instances

@@ -2,7 +2,8 @@
 taken from it — where the cycle goes, why it stopped, its outcome, what it records.
 
 Two drivers run it: the CLI (``core.loop``, every step in one process) and Airflow
-(``reconciler.pipeline``, one step per task, loading and saving the state by correlation id).
+(``reconciler.orchestration.pipeline``, one step per task, loading and saving the state by
+correlation id).
 Neither decides a status, writes history, counts the breaker or emits a cycle event itself.
 
 What a dry run records (decided here, once): **nothing that outlives it**. No history row, no

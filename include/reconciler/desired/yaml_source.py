@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
+from reconciler.catalogue import kind_def, known_kinds
 from reconciler.core.errors import InvalidDesiredState, SourceLocation
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.graph import find_cycles
@@ -38,7 +39,6 @@ from reconciler.desired.yamlread import (
     read_yaml,
     validation_problems,
 )
-from reconciler.kinds import kind_def, known_kinds
 
 __all__ = [
     "load_desired",

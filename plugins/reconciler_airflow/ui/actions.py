@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from reconciler.core import breaker as brk
-from reconciler.metrics import Metrics
-from reconciler.runtime import correlation_id_for_run
+from reconciler.orchestration.runtime import correlation_id_for_run
+from reconciler.output.metrics import Metrics
 from reconciler.store import SqlStore
 from reconciler_airflow.ui.data import dag_id
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.artifacts import artifact_location
 from reconciler.config import config_path, load_config_lenient
 from reconciler.core.model import KindCoverage, Outcome
 from reconciler.digests import is_digest
-from reconciler.render import coverage_figure
+from reconciler.output.artifacts import artifact_location
+from reconciler.output.render import coverage_figure
 from reconciler.store import SqlStore, open_store
-from reconciler.store_schema import cycles
+from reconciler.store.schema import cycles
 from reconciler_airflow.ui.runlinks import RUN_LINK, run_link
 
 __all__ = ["store", "target_names", "dag_id", "target_summary", "cycle_detail", "audit_trail",

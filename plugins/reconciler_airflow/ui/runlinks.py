@@ -16,7 +16,7 @@ RUN_LINK = "airflow_run"
 
 def cycle_path(target: str, run_id: str) -> str:
     """The dashboard's page of the cycle an Airflow run of ``target`` ran, under its mount."""
-    from reconciler.runtime import correlation_id_for_run
+    from reconciler.orchestration.runtime import correlation_id_for_run
 
     cid = correlation_id_for_run(target, run_id)
     return f"targets/{quote(target, safe='')}/cycles/{quote(cid, safe='')}"

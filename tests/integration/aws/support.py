@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.catalogue import REGISTRY, rules_for
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleReport, CycleRequest, run_cycle
 from reconciler.core.model import DesiredResource, DesiredState, ResourceKey
 from reconciler.core.policy import Policy
-from reconciler.kinds import REGISTRY, rules_for
 from reconciler.providers.aws import AwsProvider, MultiRegionAwsProvider
 from reconciler.testing import FakeClock, MemoryStore, RecordingSink
 

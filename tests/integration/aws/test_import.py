@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.catalogue.importer import import_resources, to_yaml
 from reconciler.core.compare import OWNERSHIP_FIELD
 from reconciler.core.policy import Policy
 from reconciler.core.sense import sense
 from reconciler.desired import load_desired
-from reconciler.importer import import_resources, to_yaml
 from tests.integration.aws.support import AMI, LAUNCH_TEMPLATE, Rig, boto, cluster, node
 
 pytestmark = pytest.mark.integration

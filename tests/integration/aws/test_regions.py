@@ -9,8 +9,8 @@ import pytest
 
 from reconciler.core.model import DesiredResource, ResourceKey
 from reconciler.core.policy import Policy
+from reconciler.output.render import render_report
 from reconciler.providers.aws import TARGET_TAG, MultiRegionAwsProvider, aws_provider
-from reconciler.render import render_report
 from reconciler.testing import FakeClock
 from tests.integration.aws.support import TARGET, Rig, boto, cluster, node, service
 from tests.support.fault_proxy import FaultProxy, Faults

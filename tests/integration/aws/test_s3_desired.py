@@ -10,7 +10,7 @@ import pytest
 from reconciler.core.errors import InvalidDesiredState
 from reconciler.desired import load_desired
 from reconciler.desired.s3_source import list_versions, load_desired_s3, version_ids_of
-from reconciler.runtime import load_target
+from reconciler.orchestration.runtime import load_target
 from tests.integration.aws.support import boto
 
 pytestmark = pytest.mark.integration

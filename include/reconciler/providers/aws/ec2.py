@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.awserrors import AwsTemporaryError
+from reconciler.catalogue.aws import Ec2InstanceSpec
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
-from reconciler.kinds.aws import Ec2InstanceSpec
 from reconciler.providers.aws.base import (
     KindHandler,
     Listing,

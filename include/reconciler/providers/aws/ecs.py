@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.catalogue.aws import EcsClusterSpec
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model import Action, Observation, OperationResult
-from reconciler.kinds.aws import EcsClusterSpec
 from reconciler.providers.aws.base import (
     KindContext,
     KindHandler,

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.awserrors import AwsTemporaryError
+from reconciler.catalogue.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fields import FieldSet, fields_of
 from reconciler.core.model import Action, Observation, ObservedResource, OperationResult
 from reconciler.digests import digest
-from reconciler.kinds.aws import EcsContainerSpec, EcsServiceSpec
 from reconciler.providers.aws.base import (
     KindContext,
     KindHandler,

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reconciler.kinds import split_region
+from reconciler.catalogue import split_region
 from reconciler.providers.aws.tags import TARGET_TAG
 
 __all__ = ["KINDS", "KindPermissions", "Write", "policy", "read_actions", "write_actions",

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from reconciler.catalogue import regional_kind, split_region
 from reconciler.core.errors import PermanentError
 from reconciler.core.model import (
     Action,
@@ -22,7 +23,6 @@ from reconciler.core.model import (
     OperationResult,
     ResourceKey,
 )
-from reconciler.kinds import regional_kind, split_region
 from reconciler.providers.aws.base import ClearSpec
 from reconciler.providers.aws.provider import AwsProvider
 from reconciler.providers.aws.session import AwsOptions, parse_options

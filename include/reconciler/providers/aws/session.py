@@ -19,8 +19,8 @@ from pydantic import (
 )
 
 from reconciler.awserrors import Scrubber
+from reconciler.catalogue import REGION_PATTERN
 from reconciler.core.errors import InvalidConfig
-from reconciler.kinds import REGION_PATTERN
 from reconciler.providers.aws.pacing import LimitKey, RateValue
 
 __all__ = ["AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint", "EMULATOR_KEY"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from reconciler.kinds.aws import OWNERSHIP_PREFIX
+from reconciler.catalogue.aws import OWNERSHIP_PREFIX
 
 __all__ = [
     "TARGET_TAG",

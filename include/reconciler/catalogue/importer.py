@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from reconciler.catalogue import kind_def, split_region
 from reconciler.core.model import ObservedResource, ResourceKey, Snapshot
-from reconciler.kinds import kind_def, split_region
 
 __all__ = ["ENV_FIELDS", "Imported", "ImportResult", "import_resources", "matches", "to_yaml"]
 

@@ -13,13 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.actuation import (
-    ActuationSteps,
-    BatchFailed,
-    BatchRefused,
-    batches_for,
-)
-from reconciler.artifacts import ArtifactStore, artifact_location, open_artifacts
 from reconciler.core import breaker as brk
 from reconciler.core.compare import compare
 from reconciler.core.convergence import judge_pass, within_tolerance
@@ -46,9 +39,16 @@ from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.ports import EventSink
 from reconciler.core.sense import SenseOptions, remembered_counts, sense
-from reconciler.metrics import Metrics
-from reconciler.runtime import SystemClock, Target, load_target
-from reconciler.sinks import default_sink
+from reconciler.orchestration.actuation import (
+    ActuationSteps,
+    BatchFailed,
+    BatchRefused,
+    batches_for,
+)
+from reconciler.orchestration.runtime import SystemClock, Target, load_target
+from reconciler.output.artifacts import ArtifactStore, artifact_location, open_artifacts
+from reconciler.output.metrics import Metrics
+from reconciler.output.sinks import default_sink
 
 __all__ = ["Step", "BatchFailed", "BatchRefused", "batches_for"]
 
@@ -64,7 +64,7 @@ class Step(ActuationSteps):
 
     @classmethod
     def open(cls, target: str, correlation_id: str, events: EventSink | None = None) -> Step:
-        # default: structured log + StatsD metrics + the events webhook (reconciler.sinks)
+        # default: structured log + StatsD metrics + the events webhook (reconciler.output.sinks)
         return cls(load_target(target), correlation_id, events or default_sink())
 
     @property
@@ -234,7 +234,7 @@ class Step(ActuationSteps):
         return flapping([(*o.changed_fields, *o.flapping) for o in recent], n)
 
     def rules(self) -> Any:
-        from reconciler.kinds import rules_for
+        from reconciler.catalogue import rules_for
 
         return rules_for(list(self.target.kinds()))
 

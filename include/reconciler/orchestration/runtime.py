@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.catalogue import rules_for, split_region
 from reconciler.config import TargetConfig, TargetsConfig, config_path, load_config, resolve_desired
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState, SourceLocation
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleRequest
-from reconciler.core.model import DesiredState, Event, content_hash
+from reconciler.core.model import DesiredState, content_hash
 from reconciler.core.ports import EventSink, Provider, SnapshotGate
 from reconciler.desired import load_desired
-from reconciler.kinds import rules_for, split_region
 from reconciler.store import SqlStore, open_store
 
 __all__ = [
     "SystemClock",
-    "LogSink",
-    "FanOutSink",
     "Target",
     "load_target",
     "build_provider",
@@ -45,36 +41,6 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-class LogSink:
-    """Events as structured log lines carrying target, correlation id and action id.
-
-    Under Airflow (which configures structlog) they are structlog events with those as bound
-    fields, so the task log shows them as keys; elsewhere (the CLI) stdlib records with the same
-    fields as attributes, printed only if the caller configured logging.
-    """
-
-    def emit(self, event: Event) -> None:
-        # not "target": Airflow's supervisor forwards task log fields as keyword arguments to
-        # _log_to_target(target, ...), and a "target" field crashes the task (TypeError)
-        fields = {"target_name": event.target, "correlation_id": event.correlation_id,
-                  "action_id": event.action_id}
-        detail = event.model_dump(mode="json")["detail"]
-        structlog = sys.modules.get("structlog")  # imported (and configured) by Airflow
-        if structlog is not None and structlog.is_configured():
-            structlog.get_logger("reconciler").bind(**fields).info(event.type, detail=detail)
-            return
-        log.info("%s", event.type, extra={"event": event.model_dump(mode="json"), **fields})
-
-
-class FanOutSink:
-    def __init__(self, sinks: Iterable[EventSink]) -> None:
-        self.sinks = list(sinks)
-
-    def emit(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink.emit(event)
 
 
 def new_correlation_id(target: str) -> str:

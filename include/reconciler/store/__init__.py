@@ -19,7 +19,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from reconciler import migrations
 from reconciler.core.breaker import BreakerState
 from reconciler.core.cycle import CycleState
 from reconciler.core.model import (
@@ -34,8 +33,9 @@ from reconciler.core.model import (
 )
 from reconciler.core.sense import ListingCount
 from reconciler.home import reconciler_home
-from reconciler.store_engine import configure_sqlite, make_engine, writer
-from reconciler.store_schema import (
+from reconciler.store import migrations
+from reconciler.store.engine import configure_sqlite, make_engine, writer
+from reconciler.store.schema import (
     approvals,
     audit,
     breakers,

@@ -12,13 +12,13 @@ from reconciler.core.errors import PlanRejected
 from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.model import Approval, Plan
 from reconciler.core.rollback import restore_point, to_undo
-from reconciler.runtime import FanOutSink, SystemClock
-from reconciler.sinks import AuditSink
+from reconciler.orchestration.runtime import SystemClock
+from reconciler.output.sinks import AuditSink, FanOutSink
 
 if TYPE_CHECKING:
-    from reconciler.artifacts import ArtifactStore
     from reconciler.core.ports import EventSink
-    from reconciler.runtime import Target
+    from reconciler.orchestration.runtime import Target
+    from reconciler.output.artifacts import ArtifactStore
 
 __all__ = ["ActuationSteps", "BatchFailed", "BatchRefused", "batches_for", "final_results",
            "MAX_MAPPED"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from reconciler.catalogue import aws, sim
 from reconciler.core.kinds import KindRules, region_of
-from reconciler.kinds import aws, sim
 
 __all__ = ["KindDef", "REGISTRY", "REGION_PATTERN", "rules_for", "known_kinds", "kind_def",
            "regional_kind", "split_region"]

@@ -10,19 +10,52 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 
 from reconciler.core.model import Event
 from reconciler.core.ports import EventSink, Store
-from reconciler.metrics import Metrics, MetricsSink
 from reconciler.outgoing import post, shown
-from reconciler.runtime import FanOutSink, LogSink
+from reconciler.output.metrics import Metrics, MetricsSink
 
-__all__ = ["WebhookSink", "AuditSink", "default_sink", "WEBHOOK_ENV"]
+__all__ = ["LogSink", "FanOutSink", "WebhookSink", "AuditSink", "default_sink", "WEBHOOK_ENV"]
 
 log = logging.getLogger(__name__)
+
+
+class LogSink:
+    """Events as structured log lines carrying target, correlation id and action id.
+
+    Under Airflow (which configures structlog) they are structlog events with those as bound
+    fields, so the task log shows them as keys; elsewhere (the CLI) stdlib records with the same
+    fields as attributes, printed only if the caller configured logging.
+    """
+
+    def emit(self, event: Event) -> None:
+        # not "target": Airflow's supervisor forwards task log fields as keyword arguments to
+        # _log_to_target(target, ...), and a "target" field crashes the task (TypeError)
+        fields = {"target_name": event.target, "correlation_id": event.correlation_id,
+                  "action_id": event.action_id}
+        detail = event.model_dump(mode="json")["detail"]
+        structlog = sys.modules.get("structlog")  # imported (and configured) by Airflow
+        if structlog is not None and structlog.is_configured():
+            structlog.get_logger("reconciler").bind(**fields).info(event.type, detail=detail)
+            return
+        logging.getLogger("reconciler").info(
+            "%s", event.type, extra={"event": event.model_dump(mode="json"), **fields})
+
+
+class FanOutSink:
+    def __init__(self, sinks: Iterable[EventSink]) -> None:
+        self.sinks = list(sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
 WEBHOOK_ENV = "RECONCILER_EVENTS_WEBHOOK"
 
 
