@@ -13,7 +13,7 @@ from reconciler.desired import load_desired_dir
 from reconciler.kinds import rules_for, split_region
 from reconciler.providers.aws import AwsProvider, MultiRegionAwsProvider, aws_provider
 from reconciler.providers.aws.session import parse_options
-from reconciler.runtime import check_regions
+from reconciler.runtime import check_kinds
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TWO = {"regions": ["us-east-1", "eu-west-1"], "emulator": True,
@@ -112,7 +112,7 @@ def test_a_region_the_target_does_not_serve_fails_before_any_action(tmp_path: Pa
     desired = load_desired_dir(tmp_path, now=NOW)
     served = aws_provider("t", {**TWO, "kinds": ["ec2.Instance", "ecs.Cluster"]}).kinds()
     with pytest.raises(InvalidDesiredState) as err:
-        check_regions(desired, served)
+        check_kinds(desired, served)
     lines = sorted((loc.line, msg.split(":")[0]) for loc, msg in err.value.problems)
     assert lines == [(2, "ecs.Cluster@us-east-1/apps"), (4, "ec2.Instance@us-east-1/web")]
 
