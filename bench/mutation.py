@@ -32,10 +32,12 @@ EQUIVALENTS = ROOT / "bench" / "mutation-equivalents.md"
 
 # The unit test files that exercise each module (a mutant runs these, first failure stops it).
 TESTS: dict[str, tuple[str, ...]] = {
-    "sense": ("test_sense.py", "test_inflight.py"),
-    "compare": ("test_compare.py", "test_plan.py", "test_update_fields.py"),
-    "plan": ("test_plan.py", "test_update_payloads.py", "test_update_fields.py"),
-    "actuate": ("test_actuate.py", "test_inflight.py", "test_guard.py"),
+    "sense": ("test_sense.py", "test_inflight.py", "test_fidelity.py"),
+    "compare": ("test_compare.py", "test_plan.py", "test_update_fields.py", "test_unmanaged.py"),
+    "plan": ("test_plan.py", "test_update_payloads.py", "test_update_fields.py",
+             "test_rollback_points.py", "test_fidelity.py", "test_regions.py"),
+    "actuate": ("test_actuate.py", "test_inflight.py", "test_guard.py",
+                "test_rollback_points.py", "test_fidelity.py"),
     "convergence": ("test_convergence.py",),
 }
 

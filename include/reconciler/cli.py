@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "apply":
             _apply_options(p)
         if name == "history":
-            p.add_argument("--limit", type=int, default=20)
+            p.add_argument("--limit", type=_positive, default=20)
     _import_parser(sub, common)
     iam = sub.add_parser("iam-policy", parents=[common],
                          help="the least-privilege IAM policy an aws target needs (JSON)")
@@ -110,6 +110,16 @@ def _import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="only resources with this tag/label (repeatable: all must match)")
     p.add_argument("--out", metavar="PATH",
                    help="write to this new file (default: standard output)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
 
 
 def _selector(text: str) -> tuple[str, str]:
@@ -355,13 +365,12 @@ def cmd_sim(target: Target, args: argparse.Namespace) -> int:
 
 def _cycle(target: Target, args: argparse.Namespace, quiet: bool = False,
            **request: object) -> CycleReport:
+    only = target.scope(getattr(args, "only_kinds", None), "--only-kinds")
     desired = target.load_desired()
     sinks: list[EventSink] = [default_sink()]
     if not quiet:
         sinks.append(JsonLinesSink() if args.json else ProgressBar())
-    only = getattr(args, "only_kinds", None)
-    req = target.request(desired, only_kinds=tuple(only) if only else None, actor=_actor(),
-                         **request)
+    req = target.request(desired, only_kinds=only, actor=_actor(), **request)
     return run_cycle(req, target.deps(FanOutSink(sinks)))
 
 

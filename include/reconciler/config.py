@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,11 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.catalogue import kind_def
 from reconciler.core.errors import InvalidConfig, SourceLocation
 from reconciler.core.policy import Policy
 from reconciler.desired.yamlread import FieldPath, YamlDoc, dotted, read_yaml, validation_problems
 from reconciler.home import reconciler_home
-from reconciler.outgoing import expand_allowed
+from reconciler.outgoing import expand_allowed, template_problems
 
 __all__ = [
     "Approvers",
@@ -55,7 +57,28 @@ _NUMERIC_RANGE = re.compile(r"(?<![\d/])(\d+)-(\d+)")
 _Problem = tuple[str | None, SourceLocation, str]  # (target name or None for the file, where, what)
 _Tag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 _ConnId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=250)]
-_EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+
+def _env_name(name: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name) is None:
+        raise ValueError(f"{name!r} is not an environment variable name (A-Z a-z 0-9 _, not "
+                         "starting with a digit)")
+    return name
+
+
+def _address(text: str) -> str:
+    if re.fullmatch(r"[^@\s]{1,64}@[^@\s]{1,189}", text) is None:
+        raise ValueError("not an email address (name@domain)")
+    return text
+
+
+_EnvName = Annotated[StrictStr, AfterValidator(_env_name)]
+_Email = Annotated[StrictStr, AfterValidator(_address)]
+# S3's bucket naming rules (general purpose buckets): 3-63 of a-z 0-9 . -, alphanumeric ends
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_WHOLE_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+# provider options that hold a credential: never written in the targets file itself
+_CREDENTIALS = {"aws": ("secret_access_key", "session_token")}
 
 
 class ProviderConfig(BaseModel):
@@ -78,7 +101,7 @@ class AlertsConfig(BaseModel):
     slack_conn_id: _ConnId | None = None  # a Slack incoming-webhook connection
     pagerduty_conn_id: _ConnId | None = None  # a PagerDuty Events v2 connection
     apprise_conn_id: _ConnId | None = None  # an Apprise connection
-    smtp_to: tuple[StrictStr, ...] = ()
+    smtp_to: tuple[_Email, ...] = ()
     smtp_conn_id: _ConnId | None = None  # default: Airflow's [email] email_conn_id
 
     @property
@@ -149,6 +172,9 @@ class TargetConfig(BaseModel):
     def _desired_is_a_path_or_s3(cls, desired: str) -> str:
         if "://" in desired and not desired.startswith("s3://"):
             raise ValueError("desired must be a folder path or an s3://bucket/prefix/ URI")
+        problem = _s3_problem(desired) if desired.startswith("s3://") else None
+        if problem:
+            raise ValueError(problem)
         return desired
 
     @field_validator("schedule")
@@ -185,6 +211,18 @@ def resolve_desired(target: TargetConfig, config_path: str | Path) -> str:
     if not path.is_absolute():
         path = Path(config_path).resolve().parent / path
     return str(path.resolve())
+
+
+def _s3_problem(uri: str) -> str | None:
+    """Why an ``s3://`` desired location can name no versioned prefix, or None."""
+    bucket, _, _prefix = uri.removeprefix("s3://").partition("/")
+    if "?" in uri or "#" in uri:
+        return ("an s3:// desired location is a bucket and a prefix only; pin a version with "
+                "the desired_version run parameter, not in the URI")
+    if _BUCKET.fullmatch(bucket) is None or ".." in bucket:
+        return (f"bucket {bucket!r}: S3 bucket names are 3-63 of a-z 0-9 . -, starting and "
+                "ending with a letter or digit")
+    return None
 
 
 def schedule_problem(schedule: str) -> str | None:
@@ -316,11 +354,46 @@ def _target(
     try:
         target = TargetConfig.model_validate({**body, "name": name})
     except ValidationError as exc:
-        found = validation_problems(exc, base)
+        found = validation_problems(exc, base, {**body, "name": name})
         # The name was checked above, against the line of its key.
         problems.extend(_located(doc, p, m) for p, m in found if p != (*base, "name"))
         return None
+    problems.extend(_located(doc, (*base, *p), m) for p, m in _target_problems(target))
     return target if len(problems) == before else None
+
+
+def _target_problems(target: TargetConfig) -> list[tuple[FieldPath, str]]:
+    """What the target's own model cannot see: its provider's options, and kinds it names."""
+    found = [(("provider", "options", *p), m) for p, m in _option_problems(target.provider)]
+    for kind, paths in target.policy.ignore_fields.items():
+        known = kind_def(kind)
+        if known is None:
+            found.append((("policy", "ignore_fields", kind), f"unknown kind {kind!r}"))
+            continue
+        fields = known.spec_model.model_fields
+        found.extend((("policy", "ignore_fields", kind, i), f"{path.split('.')[0]!r} is not a "
+                      f"field of {kind} (its fields: {', '.join(sorted(fields))})")
+                     for i, path in enumerate(paths) if path.split(".")[0] not in fields)
+    return found
+
+
+def _option_problems(provider: ProviderConfig) -> list[tuple[FieldPath, str]]:
+    """The options checked by the provider's own model, so a bad option is an error with a file
+    and a line here, never a crash or an unlocated error when the provider is built."""
+    model: type[BaseModel]
+    if provider.type == "aws":  # imported only for the targets that use them
+        from reconciler.providers.aws.session import AwsOptions
+
+        model = AwsOptions
+    else:
+        from reconciler.providers.simulated import SimOptions
+
+        model = SimOptions
+    try:
+        model.model_validate(provider.options)
+    except ValidationError as exc:
+        return validation_problems(exc, (), provider.options)
+    return []
 
 
 def _expand_target(
@@ -333,11 +406,30 @@ def _expand_target(
     names = tuple(str(n) for n in listed) if isinstance(listed, list) else ()
     provider = raw.get("provider")
     if isinstance(provider, dict) and "options" in provider:
+        problems.extend(_clear_credentials(provider))
         options = _expand(provider["options"], ("provider", "options"), env, problems, names)
         out["provider"] = {**provider, "options": options}
     if "artifacts" in raw:
         out["artifacts"] = _expand(raw["artifacts"], ("artifacts",), env, problems, names)
+    alerts = raw.get("alerts")
+    webhook = alerts.get("webhook") if isinstance(alerts, dict) else None
+    if isinstance(webhook, str) and webhook:  # expanded when sent; what can never work is said now
+        problems.extend((("alerts", "webhook"), m) for m in template_problems(webhook, names))
     return out, problems
+
+
+def _clear_credentials(provider: dict[Any, Any]) -> list[tuple[FieldPath, str]]:
+    """A credential written in the targets file is readable by anyone who can read the file
+    (and its history in git): it may only name a variable that holds it."""
+    options = provider.get("options")
+    keys = _CREDENTIALS.get(str(provider.get("type")), ())
+    if not isinstance(options, dict):
+        return []
+    return [(("provider", "options", key), "a credential is never written in the targets file: "
+             "write ${RECONCILER_...} (or a name listed under env), or use aws_conn_id, a "
+             "profile or the standard AWS chain")
+            for key in keys
+            if isinstance(options.get(key), str) and not _WHOLE_VAR.fullmatch(options[key])]
 
 
 def _expand(

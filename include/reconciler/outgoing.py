@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ALLOWED_PREFIX", "expand_allowed", "url_problem", "post", "shown"]
+__all__ = ["ALLOWED_PREFIX", "expand_allowed", "template_problems", "url_problem", "post", "shown"]
 
 ALLOWED_PREFIX = "RECONCILER_"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -47,6 +47,23 @@ def expand_allowed(text: str, env: Mapping[str, str],
     return _VAR.sub(substitute, text), problems
 
 
+def template_problems(template: str, listed: Iterable[str] = ()) -> list[str]:
+    """Why a configured webhook (``${VAR}`` not yet expanded) can never be used: a variable
+    that may not expand, or a scheme and host that are not allowed whatever the variables
+    hold. Checked when the config is loaded, so ``validate`` says it, not the first alert."""
+    names = set(listed)
+    problems = [f"${{{var}}} may not be expanded: only {ALLOWED_PREFIX}* variables and the "
+                "names the target lists under `env` are"
+                for var in dict.fromkeys(_VAR.findall(template)) if not allowed(var, names)]
+    scheme, sep, rest = template.partition("://")
+    head = scheme + sep + re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "${" not in head:  # else the scheme or host is known only once expanded, when sent
+        problem = url_problem(_VAR.sub("x", template))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def url_problem(url: str) -> str | None:
     """Why ``url`` may not receive Reconciler's calls, or None."""
     parts = urlsplit(url)
@@ -54,6 +71,8 @@ def url_problem(url: str) -> str | None:
         return None
     if parts.scheme == "http" and _loopback(parts.hostname or ""):
         return None
+    if not parts.scheme or not parts.hostname:
+        return "a webhook is a URL like https://host/path (https; http only to loopback)"
     return (f"webhook {shown(url)}: only https URLs (http only to 127.0.0.1, ::1 or localhost) "
             "receive alerts and events")
 

@@ -2,10 +2,14 @@
 with debug logging, then a scan of logs, artifacts, XComs, the state store and the UI pages.
 
 The same scan covers container environment values: the demo's declared ``PAYMENTS_URL`` value
-and a canary in a live service the target does not own are kept only as digests."""
+and a canary in a live service the target does not own are kept only as digests. And webhook
+URLs with a token in their query: the events webhook (every cycle event, from the DAG's tasks
+and the CLI; once unreachable, so its failure is logged) and the alert webhook the critical
+page goes to. The events themselves (webhook bodies) are scanned too."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -21,7 +25,8 @@ SECRET = "rEcOnCiLeRfAkEsEcReT0123456789abcdefGHIJ"
 KEY_ID = "AKIARECONCILERTEST01"
 DECLARED_ENV = "http://ledger.internal:8080"  # include/desired/aws_demo/workloads.yaml
 UNOWNED_ENV = "canary-DagTest-unowned-env-value-77"
-NEEDLES = (SECRET, DECLARED_ENV, UNOWNED_ENV)
+URL_SECRET = "hooktoken-DagTest-in-the-query-5150"
+NEEDLES = (SECRET, DECLARED_ENV, UNOWNED_ENV, URL_SECRET)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -38,35 +43,53 @@ def _files_with_secret(*roots: Path) -> list[str]:
 def test_the_secret_key_appears_nowhere(dagbag, capfd, monkeypatch):
     from reconciler.embedded import MotoProcess, endpoint_file, seed_aws_demo
 
+    hook = support.Webhook()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    # the cloud target names no alerts.webhook: its critical page goes to the default
+    monkeypatch.setenv("RECONCILER_WEBHOOK_URL", f"{hook.base}/page?token={URL_SECRET}")
+    monkeypatch.setenv("RECONCILER_EVENTS_WEBHOOK", f"{hook.url}?token={URL_SECRET}")
+    unreachable = f"http://127.0.0.1:9/hook?token={URL_SECRET}"
     logging.getLogger().setLevel(logging.DEBUG)
     logging.getLogger("botocore").setLevel(logging.DEBUG)
     outputs: list[str] = []
     try:
         with MotoProcess() as moto:
             endpoint_file().write_text(moto.url + "\n")
-            seed_aws_demo(moto.url, target="cloud")
+            seed_aws_demo(moto.url, target="cloud")  # drifts it too: checkout (critical) 4 -> 1
             _unowned_service(moto.url)
             dr, states = support.run(dagbag, "cloud")
             assert dr.state == "success", states
-            for args in (["validate"], ["plan", "--json"], ["apply", "--yes"], ["status"],
-                         ["history", "--json"], ["breaker", "reset"]):
+            assert states["page"] == "success", states
+            from_tasks = list(hook.paths)  # what the DAG's own tasks sent
+            commands = (["validate"], ["plan", "--json"], ["apply", "--yes"], ["status"],
+                        ["history", "--json"], ["breaker", "reset"], ["plan", "--json"])
+            for index, args in enumerate(commands):
+                events = os.environ["RECONCILER_EVENTS_WEBHOOK"]
+                if index == len(commands) - 1:  # the last one logs the webhook failing
+                    events = unreachable
                 out = subprocess.run(
                     [sys.executable, "-m", "reconciler", "--verbose", *args[:1], *args[1:],
                      "--target", "cloud"] if args[0] != "breaker" else
                     [sys.executable, "-m", "reconciler", "--verbose", "breaker", "reset",
                      "--target", "cloud"],
-                    env={**os.environ, "PYTHONPATH": str(ROOT / "include")},
+                    env={**os.environ, "PYTHONPATH": str(ROOT / "include"),
+                         "RECONCILER_EVENTS_WEBHOOK": events},
                     capture_output=True, text=True, timeout=300)
                 outputs += [out.stdout, out.stderr]
                 assert out.returncode in (0, 2), (args, out.stderr[-2000:])
+            assert "events webhook http://127.0.0.1:9/hook?... failed (URLError)" in out.stderr
             outputs += _ui_pages()
     finally:
         logging.getLogger().setLevel(logging.WARNING)
+        hook.close()
     captured = capfd.readouterr()
-    outputs += [captured.out, captured.err]
-    assert len(outputs) > 15 and not [o for o in outputs if any(n in o for n in NEEDLES)]
+    outputs += [captured.out, captured.err, json.dumps(hook.bodies)]
+    assert any(p.startswith("/page") for p in from_tasks), from_tasks  # the page was sent
+    assert sum(p.startswith("/hook") for p in from_tasks) > 10  # and the cycle's events
+    leaks = [(n, o[max(0, o.find(n) - 200):o.find(n) + 40]) for o in outputs for n in NEEDLES
+             if n in o]
+    assert len(outputs) > 15 and leaks == []
     assert _files_with_secret(STATE, HOME / "airflow") == []  # store, artifacts, XComs, logs
 
 

@@ -340,6 +340,15 @@ def test_rollback_in_another_process_counts_its_own_actions():
     assert (done.detail["done"], done.detail["total"]) == (1, 1)
 
 
+def test_a_rollback_point_is_named_never_taken_for_the_wave_by_position():
+    """``wave`` and ``point`` are both wave numbers: ``point`` is keyword-only so a caller
+    cannot swap them (``rollback_actions(2, undo, error, 1)`` is refused)."""
+    act, _ = actuator(ScriptedApplier())
+    with pytest.raises(TypeError):
+        act.rollback_actions(2, [], "e", 1)  # type: ignore[misc]
+    assert act.rollback_actions(2, [], "e", point=1) == []
+
+
 def test_with_a_ledger_only_a_create_claims_a_token_and_a_delete_ends_a_pending_create():
     from reconciler.core.model import PendingCreate
     from reconciler.testing import MemoryStore

@@ -22,7 +22,7 @@ from reconciler.desired import load_desired_dir
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "config"
 REPO_CONFIG = Path(__file__).parents[2] / "include" / "config" / "targets.yaml"
-ENV = {"RECONCILER_HOME": "/srv/reconciler"}
+ENV = {"RECONCILER_HOME": "/srv/reconciler", "AIRFLOW__API_AUTH__JWT_SECRET": "s3cr3t"}
 
 # corpus file -> (line, field substring, message substring) of a problem that must be reported
 EXPECTED: dict[str, tuple[int | None, str, str]] = {
@@ -43,6 +43,62 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "empty.yaml": (None, "", "expected a mapping with a 'targets' key"),
     "deep_nesting.yaml": (6, "targets.prod.provider.options.deep[0]", "nested deeper than 64"),
     "alias_bomb.yaml": (11, "targets.prod.provider.options.l5", "aliases expand to over"),
+    "target_not_mapping.yaml": (2, "targets.prod", "a target must be a mapping"),
+    "schedule_six_fields.yaml": (5, "targets.prod.schedule", "neither a 5-field cron"),
+    # outgoing calls: checked when loaded, not at the first alert
+    "webhook_http.yaml": (6, "targets.prod.alerts.webhook", "only https URLs"),
+    "webhook_not_a_url.yaml": (6, "targets.prod.alerts.webhook", "a webhook is a URL like"),
+    "webhook_env_not_allowed.yaml": (
+        6,
+        "targets.prod.alerts.webhook",
+        "${AIRFLOW__API_AUTH__JWT_SECRET} may not be expanded",
+    ),
+    "artifacts_env_not_allowed.yaml": (5, "targets.prod.artifacts", "${HOME} may not be expanded"),
+    "env_name_invalid.yaml": (5, "targets.prod.env[0]", "not an environment variable name"),
+    "smtp_to_not_an_address.yaml": (6, "targets.prod.alerts.smtp_to[0]", "not an email address"),
+    # secrets never written in the file itself
+    "credential_in_clear.yaml": (
+        8,
+        "provider.options.secret_access_key",
+        "a credential is never written in the targets file",
+    ),
+    # provider options: located here, never a crash when the provider is built
+    "aws_bad_region.yaml": (5, "targets.prod.provider.options.region", "not a region name"),
+    "aws_region_and_regions.yaml": (5, "targets.prod.provider.options", "set one, not both"),
+    "aws_regions_duplicate.yaml": (6, "provider.options.regions", "us-east-1 named twice"),
+    "aws_unknown_kind.yaml": (6, "provider.options.kinds", "unknown kinds 'rds.DBInstance'"),
+    "aws_unknown_option.yaml": (7, "provider.options.endpoint", "unknown field 'endpoint'"),
+    "aws_bad_rate_limit.yaml": (
+        6,
+        "options.rate_limits.ec2.RunInstances",
+        "greater than or equal to 0 (got -1)",
+    ),
+    "simulated_unknown_option.yaml": (5, "provider.options.latency", "unknown field 'latency'"),
+    "simulated_bad_fault.yaml": (6, "options.faults.failure_rate", "less than or equal to 1"),
+    # desired state in S3
+    "s3_bad_bucket.yaml": (4, "targets.prod.desired", "bucket 'Fleet_Desired': S3 bucket names"),
+    "s3_no_bucket.yaml": (4, "targets.prod.desired", "bucket '': S3 bucket names"),
+    "s3_version_in_uri.yaml": (4, "targets.prod.desired", "desired_version run parameter"),
+    # policy
+    "policy_bool_as_int.yaml": (6, "targets.prod.policy.max_parallel", "valid integer (got True)"),
+    "policy_string_number.yaml": (6, "policy.max_delete_fraction", "valid number"),
+    "backoff_cap_below_base.yaml": (5, "targets.prod.policy", "backoff_cap_s must be >="),
+    "window_hour_out_of_range.yaml": (7, "policy.windows[0].end_hour", "less than or equal to 24"),
+    "auto_apply_unknown_urgency.yaml": (6, "policy.auto_apply[1]", "'none', 'low', 'high' or"),
+    "ignore_fields_unknown_kind.yaml": (7, "policy.ignore_fields.sim.Workloads", "unknown kind"),
+    "ignore_fields_unknown_field.yaml": (
+        7,
+        "policy.ignore_fields.sim.Workload[0]",
+        "'replica' is not a field of sim.Workload",
+    ),
+    # Airflow
+    "approvers_unknown_role.yaml": (6, "airflow.approvers.roles[0]", "'viewer', 'user', 'op'"),
+    "retries_below_minimum.yaml": (6, "targets.prod.airflow.retries", "greater than or equal to 2"),
+}
+# values that must appear in no message (they stand for secrets)
+NEVER_SHOWN = {
+    "credential_in_clear.yaml": "bPxRfiCYEXAMPLEKEY",
+    "webhook_env_not_allowed.yaml": "s3cr3t",
 }
 
 GOOD = """\
@@ -74,6 +130,7 @@ def test_a_bad_config_is_rejected_naming_its_file_line_and_field(name: str) -> N
         loc.file == file and loc.line == line and field in (loc.field or "") and message in text
         for loc, text in caught.value.problems
     ), caught.value.problems
+    assert NEVER_SHOWN.get(name, "\0") not in str(caught.value)
 
 
 def test_the_repository_config_loads_and_its_demo_desired_state_too() -> None:
@@ -144,7 +201,7 @@ def test_lenient_loading_keeps_the_good_targets_and_explains_the_bad(tmp_path: P
         "  bad_policy:\n    provider: {type: simulated}\n    desired: d\n"
         "    policy: {max_parallel: 0}\n"
         "  Bad-Name:\n    provider: {type: simulated}\n    desired: d\n"
-        "  also_good:\n    provider: {type: aws}\n    desired: s3://b/p/\n    schedule: null\n"
+        "  also_good:\n    provider: {type: aws}\n    desired: s3://fleet/p/\n    schedule: null\n"
     )
     config, errors = load_config_lenient(write(tmp_path, text), env=ENV)
     assert list(config.targets) == ["good", "also_good"]

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from reconciler.catalogue import REGISTRY
 from reconciler.core.errors import InvalidDesiredState, SourceLocation
 from reconciler.core.model import ResourceKey
-from reconciler.desired import find_cycles, load_desired, load_desired_dir, parse_yaml
+from reconciler.desired import (
+    find_cycles,
+    load_desired,
+    load_desired_dir,
+    load_desired_files,
+    parse_yaml,
+)
+from reconciler.orchestration.runtime import check_kinds
+from reconciler.providers.simfleet import SIM_KINDS
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "desired"
 DEMO = Path(__file__).parents[2] / "include" / "desired" / "demo"
@@ -65,7 +73,84 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "bad_sla.yaml": (4, "resources[0].sla", "'critical', 'standard' or 'best_effort'"),
     "protected_not_bool.yaml": (4, "resources[0].protected", "valid boolean"),
     "negative_tolerance.yaml": (8, "resources[0].tolerance.replicas", "greater than or equal"),
+    # YAML that is not what it looks like
+    "utf16.yaml": (1, "", "not valid UTF-8: byte 0xff at offset 0"),
+    "nul_byte.yaml": (3, "", "character 0 not allowed"),
+    "unclosed_quote.yaml": (6, "", "quoted scalar (from line 3)"),
+    "bad_indentation.yaml": (3, "", "mapping values are not allowed"),
+    "duplicate_directive.yaml": (2, "", "duplicate %YAML directive"),
+    "content_after_document_end.yaml": (5, "", "expected <document start>"),
+    "binary_tag.yaml": (6, "resources[0].spec.labels.key", "unsupported YAML tag"),
+    "set_tag.yaml": (5, "resources[0].spec.labels", "unsupported YAML tag 'tag:yaml.org,2002:set'"),
+    "complex_key.yaml": (6, "resources[0].spec.labels", "mapping keys must be plain scalars"),
+    "merge_non_mapping.yaml": (5, "resources[0].spec", "'<<' merges only a mapping"),
+    "name_yes_bool.yaml": (4, "resources[0].name", "YAML read True as a boolean"),
+    "timestamp_label.yaml": (6, "spec.labels.expires", "YAML read 2027-01-01 as a date; quote it"),
+    "label_not_string.yaml": (7, "spec.labels.cost_center", "YAML read 4711 as a number"),
+    "label_key_not_string.yaml": (6, "resources[0].spec.labels.1", "key 1: Input should be a"),
+    # layout and kinds
+    "missing_kind.yaml": (2, "resources[0].kind", "field required"),
+    "resource_not_mapping.yaml": (4, "resources[1]", "each resource must be a mapping"),
+    "bad_region_in_kind.yaml": (2, "resources[0].kind", "unknown kind 'sim.Node@Mars'"),
+    "kind_not_served.yaml": (6, "kind", "this target does not manage ec2.Instance"),
+    "region_not_served.yaml": (4, "kind", "region 'eu-west-1' is not a further region"),
+    # names
+    "name_empty.yaml": (3, "resources[0].name", "1-63 characters"),
+    "name_bidi_override.yaml": (3, "resources[0].name", "1-63 characters"),
+    # dependencies
+    "depends_on_not_list.yaml": (6, "resources[1].depends_on", "valid list"),
+    "depends_on_unknown_kind.yaml": (4, "depends_on[0]", "sim.Database/orders is not declared"),
+    "dependency_cycle_across_kinds.yaml": (
+        2,
+        "resources[0].depends_on",
+        "sim.Node/node-1 -> sim.Workload/web -> sim.Node",
+    ),
+    # what the engine may ignore or tolerate
+    "ignore_fields_bad_path.yaml": (4, "resources[0].ignore_fields[0]", "dotted field path"),
+    "ignore_fields_unknown_field.yaml": (6, "ignore_fields[0]", "'replica' is not a field of"),
+    "tolerance_unknown_field.yaml": (6, "tolerance.replica", "'replica' is not a field of"),
+    "tolerance_nan.yaml": (5, "resources[0].tolerance.replicas", "finite number"),
+    # spec types and ranges, per kind
+    "replicas_float.yaml": (5, "resources[0].spec.replicas", "valid integer (got 2.5)"),
+    "replicas_bool.yaml": (6, "resources[0].spec.replicas", "valid integer (got True)"),
+    "replicas_quoted.yaml": (5, "resources[0].spec.replicas", "valid integer"),
+    "huge_integer.yaml": (5, "resources[0].spec.replicas", "less than or equal to 10000"),
+    "containers_empty.yaml": (6, "resources[0].spec.containers", "at least 1 item"),
+    "container_missing_image.yaml": (7, "spec.containers[0].image", "field required"),
+    "duplicate_container_name.yaml": (6, "spec.containers", "container names must be unique"),
+    "memory_too_low.yaml": (7, "spec.containers[0].memory", "greater than or equal to 4"),
+    "node_state_unknown.yaml": (5, "resources[0].spec.state", "'running' or 'stopped'"),
+    "node_unknown_spec_field.yaml": (6, "resources[0].spec.cpu", "unknown field 'cpu'"),
+    "ec2_missing_image.yaml": (4, "resources[0].spec.image_id", "field required"),
+    "ec2_unknown_spec_field.yaml": (6, "spec.instanceType", "unknown field 'instanceType'"),
+    "ec2_name_tag.yaml": (7, "resources[0].spec.tags", "tag 'Name' is set by the provider"),
+    "asg_min_above_max.yaml": (4, "resources[0].spec", "min_size <= desired_capacity <= max"),
+    "asg_zones_and_subnets.yaml": (4, "resources[0].spec", "exactly one of availability_zones"),
+    "asg_unknown_spec_field.yaml": (8, "resources[0].spec.desired", "unknown field 'desired'"),
+    "ecs_cluster_unknown_spec_field.yaml": (5, "spec.capacity_providers", "unknown field"),
+    "ecs_service_unknown_spec_field.yaml": (
+        10,
+        "resources[1].spec.task_definition",
+        "unknown field 'task_definition'",
+    ),
+    "ecs_launch_type_lowercase.yaml": (7, "spec.launch_type", "'EC2', 'FARGATE' or 'EXTERNAL'"),
+    "ecs_port_out_of_range.yaml": (10, "port_mappings[0].container_port", "65535 (got 70000)"),
+    "ecs_reserved_tag.yaml": (8, "resources[0].spec.tags", "'reconciler:target' is set by"),
+    # secrets: never echoed, never kept where only a pointer may go
+    "ecs_env_not_string.yaml": (12, "environment.PORT", "YAML read it as a number; quote it"),
+    "ecs_env_and_secret.yaml": (8, "spec.containers[0]", "DB_PASSWORD: set in both"),
+    "ecs_secret_value_in_clear.yaml": (
+        13,
+        "secrets[0].value_from",
+        "never the secret value itself",
+    ),
 }
+
+# problems found only against a target, after the files loaded (runtime.check_kinds): here
+# the simulated provider's target that tests/unit/test_corpus_cli.py runs every case in
+TARGET_LEVEL = {"kind_not_served.yaml", "region_not_served.yaml"}
+# values that must appear in no message (they stand for secrets)
+NEVER_SHOWN = {"ecs_env_not_string.yaml": "8080", "ecs_secret_value_in_clear.yaml": "P@ss"}
 
 WEB = """\
 resources:
@@ -98,20 +183,47 @@ def rejected(path: Path, **kwargs: Any) -> list[tuple[SourceLocation, str]]:
     return caught.value.problems
 
 
+def rejected_for_sim_target(path: Path) -> list[tuple[SourceLocation, str]]:
+    """Problems of the file as a target of the simulated provider loads it (files, then kinds)."""
+    with pytest.raises(InvalidDesiredState) as caught:
+        check_kinds(load_desired_dir(path), SIM_KINDS)
+    return caught.value.problems
+
+
 def test_every_corpus_file_has_an_expectation() -> None:
     assert sorted(p.name for p in CORPUS.iterdir()) == sorted(EXPECTED)
-    assert len(EXPECTED) >= 20
+    assert len(EXPECTED) >= 20 and TARGET_LEVEL <= set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_a_malformed_file_is_rejected_naming_its_file_line_and_field(name: str) -> None:
     line, field, message = EXPECTED[name]
-    problems = rejected(CORPUS / name)
+    problems = rejected_for_sim_target(CORPUS / name)
     file = str((CORPUS / name).resolve())
     assert any(
         loc.file == file and loc.line == line and field in (loc.field or "") and message in text
         for loc, text in problems
     ), problems
+    assert NEVER_SHOWN.get(name, "\0") not in str(problems)
+
+
+@pytest.mark.parametrize("name", sorted(TARGET_LEVEL))
+def test_a_file_valid_alone_is_refused_by_the_target_it_cannot_serve(name: str) -> None:
+    assert load_desired_dir(CORPUS / name).resources
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) - TARGET_LEVEL))
+def test_an_s3_object_with_the_same_bytes_gets_the_same_problem(name: str) -> None:
+    """The S3 source parses each object with the same reader (reconciler.desired.s3_source)."""
+    line, field, message = EXPECTED[name]
+    source = f"s3://fleet-desired/prod/{name}?versionId=3"
+    message = message.replace(f"{name}:", f"{name}?versionId=3:")  # a location in the message
+    with pytest.raises(InvalidDesiredState) as caught:
+        load_desired_files([(source, (CORPUS / name).read_bytes())], source_uri="s3://x/")
+    assert any(
+        loc.file == source and loc.line == line and field in (loc.field or "") and message in text
+        for loc, text in caught.value.problems
+    ), caught.value.problems
 
 
 def test_the_demo_desired_state_loads() -> None:
@@ -299,7 +411,9 @@ def containers(draw: st.DrawFn) -> dict[str, Any]:
 def workloads(draw: st.DrawFn, name: str, nodes: list[str]) -> dict[str, Any]:
     spec = {
         "replicas": draw(st.integers(0, 10000)),
-        "containers": draw(st.lists(containers(), min_size=1, max_size=3)),
+        "containers": draw(
+            st.lists(containers(), min_size=1, max_size=3, unique_by=lambda c: c["name"])
+        ),
     }
     deps = draw(st.lists(st.sampled_from(nodes), unique=True)) if nodes else []
     return {

@@ -11,7 +11,7 @@ from reconciler.catalogue import rules_for, split_region
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState
 from reconciler.core.model import ResourceKey
 from reconciler.desired import load_desired_dir
-from reconciler.orchestration.runtime import check_regions
+from reconciler.orchestration.runtime import check_kinds
 from reconciler.providers.aws import AwsProvider, MultiRegionAwsProvider, aws_provider
 from reconciler.providers.aws.session import parse_options
 
@@ -112,7 +112,7 @@ def test_a_region_the_target_does_not_serve_fails_before_any_action(tmp_path: Pa
     desired = load_desired_dir(tmp_path, now=NOW)
     served = aws_provider("t", {**TWO, "kinds": ["ec2.Instance", "ecs.Cluster"]}).kinds()
     with pytest.raises(InvalidDesiredState) as err:
-        check_regions(desired, served)
+        check_kinds(desired, served)
     lines = sorted((loc.line, msg.split(":")[0]) for loc, msg in err.value.problems)
     assert lines == [(2, "ecs.Cluster@us-east-1/apps"), (4, "ec2.Instance@us-east-1/web")]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -274,3 +275,56 @@ def test_no_fallback_from_an_incomplete_or_already_stale_observation():
     clock.advance(1)
     again = take(failing, clock, previous=stale)
     assert again.kinds["sim.Node"].fidelity == "degraded" and not again.resources
+
+
+def test_the_page_latency_a_provider_measured_is_kept_to_the_microsecond():
+    answers = {"sim.Node": Observation(kind="sim.Node", resources=(), completeness=1.0,
+                                       page_latency_s=0.1234567),
+               "sim.Workload": obs("sim.Workload")}
+    assert take(ScriptedObserver(answers)).kinds["sim.Node"].page_latency_s == 0.123457
+
+
+class Overlap:
+    """Real threads: each listing waits (up to ``hold_s``) for another to start beside it, and
+    the most listings running at once is kept; ``release`` lets hung kinds go."""
+
+    def __init__(self, hold_s=0.5, hang=()):
+        self.hold_s, self.hang = hold_s, set(hang)
+        self.lock, self.other = threading.Lock(), threading.Event()
+        self.release = threading.Event()
+        self.running = self.most = 0
+        self.started = []
+
+    def observe(self, kind, timeout_s):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.started.append(kind)
+            if self.running > 1:
+                self.other.set()
+        if kind in self.hang:
+            self.release.wait(5)
+        else:
+            self.other.wait(self.hold_s)
+        with self.lock:
+            self.running -= 1
+        return obs(kind)
+
+
+@pytest.mark.parametrize(("workers", "most"), [(1, 1), (2, 2)])
+def test_no_more_listings_run_at_once_than_the_workers_asked_for(workers, most):
+    overlap = Overlap()
+    snap = sense(overlap, ["sim.Node", "sim.Workload"], target="t", correlation_id="c",
+                 clock=FakeClock(), options=SenseOptions(max_workers=workers))
+    assert overlap.most == most and all(s.complete for s in snap.kinds.values())
+
+
+def test_listings_still_queued_at_the_deadline_are_cancelled_not_run_later():
+    kinds = ["sim.Node", "sim.Workload", "ec2.Instance"]
+    overlap = Overlap(hang={"sim.Node"})
+    snap = sense(overlap, kinds, target="t", correlation_id="c", clock=FakeClock(),
+                 options=SenseOptions(max_workers=1, deadline_s=0.2))
+    overlap.release.set()  # the hung call returns; the pool's thread is free again
+    time.sleep(0.5)
+    assert overlap.started == ["sim.Node"]  # the queued two never reached the provider
+    assert [snap.kinds[k].errors for k in kinds[1:]] == [("no answer within 0.2s",)] * 2

@@ -163,3 +163,19 @@ def test_aws_marks_what_another_target_owns_so_it_is_not_reported_as_unmanaged(
     assert seen.foreign_owner == foreign
     diff, _ = compare([], snapshot(seen, kinds=("ec2.Instance",)), rules=RULES, policy=Policy())
     assert [str(k) for k in diff.unmanaged] == ([] if owner else ["ec2.Instance/web"])
+
+
+def test_a_kind_seen_but_not_named_in_scope_is_counted_from_zero():
+    observed = [have("sim.Node/mine", node()), have("sim.Node/stray", node(), managed=False),
+                have("sim.Node/tmp", node(), managed=False)]
+    policy = Policy(unmanaged_ignore=UnmanagedIgnore(names=["tmp"]))
+    assert coverage(observed, policy) == {
+        "sim.Node": KindCoverage(managed=1, unmanaged=1, ignored=1)}
+
+
+def test_a_diff_lists_the_first_thousand_unmanaged_and_counts_them_all():
+    """The README's figure: `--json` lists up to 1,000 unmanaged keys per diff."""
+    strays = [have(f"sim.Node/s{i:04}", node(), managed=False) for i in range(1001)]
+    diff, _ = run([], strays)
+    assert len(diff.unmanaged) == compare_mod.UNMANAGED_LISTED == 1000
+    assert diff.unmanaged[-1].name == "s0999" and diff.coverage["sim.Node"].unmanaged == 1001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -38,6 +39,11 @@ OWNERSHIP_PREFIX = "reconciler:"  # tag keys the provider owns; never part of a 
 _RESERVED_TAGS = ("aws:", OWNERSHIP_PREFIX)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _Tags = dict[str, str]
+# ECS valueFrom: an SSM parameter or Secrets Manager ARN (any partition), or an SSM parameter name
+_VALUE_FROM = re.compile(
+    r"arn:aws[a-z-]*:(ssm|secretsmanager):[a-z0-9-]*:[0-9]*:\S+"
+    r"|/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
+)
 
 
 def _check_tags(tags: _Tags) -> _Tags:
@@ -56,7 +62,7 @@ class _Spec(BaseModel):
     whatever AWS picked for it (a default subnet, the zones of an ASG's subnets).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
@@ -135,6 +141,18 @@ class EcsSecret(_Spec):
 
     name: str = Field(min_length=1, max_length=255)
     value_from: str = Field(min_length=1, max_length=2048)
+
+    @field_validator("value_from")
+    @classmethod
+    def _a_pointer(cls, value: str) -> str:
+        # kept and shown in clear: a value that names nothing may be the secret itself
+        if _VALUE_FROM.fullmatch(value) is None:
+            raise ValueError(
+                "value_from names an SSM parameter or a Secrets Manager secret (an "
+                "arn:aws:ssm:... or arn:aws:secretsmanager:... ARN, or a parameter "
+                "name of A-Z a-z 0-9 _ . - /), never the secret value itself"
+            )
+        return value
 
 
 class EcsContainerSpec(_Spec):

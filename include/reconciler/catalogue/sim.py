@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reconciler.core.kinds import KindRules
 
@@ -14,7 +14,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NodeSpec(_Spec):
@@ -38,6 +38,14 @@ class WorkloadSpec(_Spec):
     containers: list[ContainerSpec] = Field(min_length=1, max_length=32)
     node_pool: str = Field(default="default", pattern=_NAME)
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("containers")
+    @classmethod
+    def _unique_names(cls, value: list[ContainerSpec]) -> list[ContainerSpec]:
+        names = [c.name for c in value]
+        if len(set(names)) != len(names):
+            raise ValueError("container names must be unique within a workload")
+        return value
 
 
 NODE_RULES = KindRules(

@@ -1,11 +1,14 @@
-"""Per-target policy: the knobs of planning, actuation and convergence, validated."""
+"""Per-target policy: the knobs of planning, actuation and convergence, validated.
+
+Numbers and flags are strict: ``max_parallel: true`` or ``'4'`` is a mistake to report, not 1
+or 4 (ints are accepted where a float is expected)."""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from reconciler.core.model import Frozen, Urgency
 
@@ -15,16 +18,16 @@ __all__ = ["Tolerance", "Window", "FidelityPolicy", "UnmanagedIgnore", "Policy"]
 class Tolerance(Frozen):
     """Drift that counts as converged: a drifted fraction, and numeric slack per field."""
 
-    drift_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
-    numeric: dict[str, float] = Field(default_factory=dict)
+    drift_fraction: StrictFloat = Field(default=0.0, ge=0.0, le=1.0)
+    numeric: dict[str, StrictFloat] = Field(default_factory=dict)
 
 
 class Window(Frozen):
     """A weekly maintenance window in UTC: days (0=Monday) and an hour range [start, end)."""
 
-    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
-    start_hour: int = Field(default=0, ge=0, le=23)
-    end_hour: int = Field(default=24, ge=1, le=24)
+    days: tuple[StrictInt, ...] = (0, 1, 2, 3, 4, 5, 6)
+    start_hour: StrictInt = Field(default=0, ge=0, le=23)
+    end_hour: StrictInt = Field(default=24, ge=1, le=24)
 
 
 class FidelityPolicy(Frozen):
@@ -32,12 +35,13 @@ class FidelityPolicy(Frozen):
     does instead: a kind listed with at least ``throttles`` throttling errors, ``retries``
     retried calls, or pages slower than ``page_latency_s`` on average degrades the snapshot."""
 
-    throttles: int = Field(default=1, ge=1, le=10_000)
-    retries: int = Field(default=3, ge=1, le=10_000)
-    page_latency_s: float = Field(default=5.0, gt=0.0, le=600.0)
-    max_parallel: int = Field(default=2, ge=1, le=1024)  # at most this many actions at once
-    poke_factor: float = Field(default=3.0, ge=1.0, le=20.0)  # sensors poke this much less often
-    block_deletions: bool = True
+    throttles: StrictInt = Field(default=1, ge=1, le=10_000)
+    retries: StrictInt = Field(default=3, ge=1, le=10_000)
+    page_latency_s: StrictFloat = Field(default=5.0, gt=0.0, le=600.0)
+    max_parallel: StrictInt = Field(default=2, ge=1, le=1024)  # at most this many actions at once
+    # sensors poke this much less often
+    poke_factor: StrictFloat = Field(default=3.0, ge=1.0, le=20.0)
+    block_deletions: StrictBool = True
 
 
 class UnmanagedIgnore(Frozen):
@@ -77,27 +81,27 @@ class UnmanagedIgnore(Frozen):
 class Policy(Frozen):
     """How one target is reconciled. Every limit is bounded so no loop can run away."""
 
-    max_parallel: int = Field(default=8, ge=1, le=1024)
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    backoff_base_s: float = Field(default=1.0, ge=0.0, le=600.0)
-    backoff_cap_s: float = Field(default=30.0, ge=0.0, le=3600.0)
-    jitter: float = Field(default=0.5, ge=0.0, le=1.0)
-    max_delete_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
-    completeness_threshold: float = Field(default=1.0, ge=0.0, le=1.0)
+    max_parallel: StrictInt = Field(default=8, ge=1, le=1024)
+    max_attempts: StrictInt = Field(default=3, ge=1, le=20)
+    backoff_base_s: StrictFloat = Field(default=1.0, ge=0.0, le=600.0)
+    backoff_cap_s: StrictFloat = Field(default=30.0, ge=0.0, le=3600.0)
+    jitter: StrictFloat = Field(default=0.5, ge=0.0, le=1.0)
+    max_delete_fraction: StrictFloat = Field(default=0.2, ge=0.0, le=1.0)
+    completeness_threshold: StrictFloat = Field(default=1.0, ge=0.0, le=1.0)
     # A complete listing that comes back empty is doubted for one cycle when the previous
     # cycle listed at least this many of the kind (0: believe every empty listing).
-    doubt_empty_from: int = Field(default=3, ge=0)
-    sense_deadline_seconds: float = Field(default=60.0, gt=0.0, le=3600.0)
-    settle_seconds: float = Field(default=0.0, ge=0.0, le=3600.0)
-    cycle_deadline_seconds: float = Field(default=900.0, gt=0.0, le=86400.0)
+    doubt_empty_from: StrictInt = Field(default=3, ge=0)
+    sense_deadline_seconds: StrictFloat = Field(default=60.0, gt=0.0, le=3600.0)
+    settle_seconds: StrictFloat = Field(default=0.0, ge=0.0, le=3600.0)
+    cycle_deadline_seconds: StrictFloat = Field(default=900.0, gt=0.0, le=86400.0)
     # A create the fleet has not listed after this long is taken as having made nothing: the
     # next create of that resource is a new attempt with a new client token (core.inflight).
     # rollback of a failed wave may still act this long after the cycle deadline
-    rollback_grace_seconds: float = Field(default=120.0, ge=0.0, le=3600.0)
-    create_pending_seconds: float = Field(default=600.0, gt=0.0, le=86400.0)
-    in_flight_poll_seconds: float = Field(default=2.0, gt=0.0, le=300.0)
-    max_iterations: int = Field(default=3, ge=1, le=50)
-    breaker_failures: int = Field(default=3, ge=1, le=100)
+    rollback_grace_seconds: StrictFloat = Field(default=120.0, ge=0.0, le=3600.0)
+    create_pending_seconds: StrictFloat = Field(default=600.0, gt=0.0, le=86400.0)
+    in_flight_poll_seconds: StrictFloat = Field(default=2.0, gt=0.0, le=300.0)
+    max_iterations: StrictInt = Field(default=3, ge=1, le=50)
+    breaker_failures: StrictInt = Field(default=3, ge=1, le=100)
     auto_apply: tuple[Urgency, ...] = ("high", "critical")
     tolerance: Tolerance = Field(default_factory=Tolerance)
     ignore_fields: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -105,12 +109,12 @@ class Policy(Frozen):
     # the plan's rollback points: before every wave, or only before the whole plan
     rollback: Literal["wave", "plan"] = "wave"
     fidelity: FidelityPolicy = Field(default_factory=FidelityPolicy)
-    approve_irreversible: bool = False
-    allow_empty_desired: bool = False
-    adopt: bool = False
+    approve_irreversible: StrictBool = False
+    allow_empty_desired: StrictBool = False
+    adopt: StrictBool = False
     unmanaged_ignore: UnmanagedIgnore = Field(default_factory=UnmanagedIgnore)
-    flap_cycles: int = Field(default=3, ge=0, le=50)  # 0: never suspect another controller
-    batch_size: int = Field(default=50, ge=1, le=10000)
+    flap_cycles: StrictInt = Field(default=3, ge=0, le=50)  # 0: never suspect another controller
+    batch_size: StrictInt = Field(default=50, ge=1, le=10000)
     windows: tuple[Window, ...] = ()
 
     @model_validator(mode="after")

@@ -155,7 +155,7 @@ def load_desired_files(
             declared.extend(_load_file(doc, allow_empty, problems))
         problems.extend(_cross_checks(declared))
         if problems:
-            raise InvalidDesiredState(sorted(problems, key=_problem_order))
+            raise InvalidDesiredState(_distinct(problems))
         resources = tuple(sorted((d.resource for d in declared), key=_key_order))
         return DesiredState(
             resources=resources,
@@ -176,7 +176,7 @@ def load_desired_dir(
     with gc_paused():
         declared, problems = _load_all(root, allow_empty)
         if problems:
-            raise InvalidDesiredState(sorted(problems, key=_problem_order))
+            raise InvalidDesiredState(_distinct(problems))
         resources = tuple(sorted((d.resource for d in declared), key=_key_order))
         return DesiredState(
             resources=resources,
@@ -212,6 +212,11 @@ def _key_order(resource: DesiredResource) -> tuple[str, str]:
 
 def _problem_order(problem: Problem) -> tuple[str, int]:
     return (problem[0].file, problem[0].line or 0)
+
+
+def _distinct(problems: list[Problem]) -> list[Problem]:
+    """In file and line order, each problem once (two bad items of one merge say it twice)."""
+    return sorted(dict.fromkeys(problems), key=_problem_order)
 
 
 def _files(root: Path, problems: list[Problem]) -> list[Path]:
@@ -281,6 +286,10 @@ def _resource(doc: YamlDoc, index: int, raw: Any, problems: list[Problem]) -> _D
     spec = _spec(raw, doc, base, problems)
     if entry is None or spec is None:
         return None
+    unknown = _unknown_fields(entry)
+    if unknown:
+        problems.extend(_located(doc, (*base, *path), message) for path, message in unknown)
+        return None
     line = doc.line(base)
     resource = DesiredResource(
         key=ResourceKey(kind=entry.kind, name=entry.name),
@@ -294,6 +303,19 @@ def _resource(doc: YamlDoc, index: int, raw: Any, problems: list[Problem]) -> _D
         source_line=line,
     )
     return _Declared(resource, tuple(entry.depends_on), doc, base)
+
+
+def _unknown_fields(entry: _Entry) -> list[tuple[FieldPath, str]]:
+    """``ignore_fields`` and ``tolerance`` paths whose first part is no field of the kind's
+    spec: a typo there would silently compare (or tolerate) nothing."""
+    found = kind_def(entry.kind)
+    known = set(found.spec_model.model_fields) if found is not None else set()
+    named: list[tuple[FieldPath, str]] = [(("ignore_fields", i), p)
+                                          for i, p in enumerate(entry.ignore_fields)]
+    named += [(("tolerance", p), p) for p in entry.tolerance]
+    return [(where, f"{path.split('.')[0]!r} is not a field of {entry.kind} (its fields: "
+             f"{', '.join(sorted(known))})")
+            for where, path in named if path.split(".")[0] not in known]
 
 
 def _spec(raw: dict[Any, Any], doc: YamlDoc, base: FieldPath, problems: list[Problem]) -> Any:
@@ -313,7 +335,12 @@ def _validated(
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_located(doc, path, msg) for path, msg in validation_problems(exc, base))
+        found = validation_problems(exc, base, raw)
+        # a value the reader already refused (an unsupported tag) reached the model as None:
+        # its type error says nothing more
+        refused = [p.path for p in doc.problems]
+        problems.extend(_located(doc, path, msg) for path, msg in found
+                        if not any(path[:len(r)] == r for r in refused))
         return None
 
 

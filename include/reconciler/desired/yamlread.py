@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,6 +45,8 @@ _STR = _TAG + "str"
 _MERGE = _TAG + "merge"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("null", "bool", "int", "float", "str", "timestamp"))
 _COLLECTION_TAGS = frozenset({_TAG + "map", _TAG + "seq"})
+# fields whose values are never echoed in an error: container environments
+_SECRET_PARTS = frozenset({"environment", "env"})
 
 
 @dataclass(frozen=True)
@@ -312,16 +315,57 @@ def line_of(lines: dict[FieldPath, int], path: FieldPath) -> int | None:
     return None
 
 
-def validation_problems(error: ValidationError, base: FieldPath) -> list[tuple[FieldPath, str]]:
-    """A pydantic error as (field path under ``base``, message) pairs, one per failure."""
-    return [(base + _loc(detail), _message(detail)) for detail in error.errors(include_url=False)]
+def validation_problems(
+    error: ValidationError, base: FieldPath, value: Any = None
+) -> list[tuple[FieldPath, str]]:
+    """A pydantic error as (field path under ``base``, message) pairs, one per failure.
+
+    With ``value``, the input that was validated, each path is walked in it: a dict key stays a
+    key (``labels.1``, not ``labels[1]``), and the tag pydantic adds for a member of a union
+    (``RateLimit``, ``constrained-float``) is dropped, the members' complaints joined by "or".
+    """
+    out: list[tuple[FieldPath, str]] = []
+    alternatives: dict[FieldPath, list[str]] = {}
+    for detail in error.errors(include_url=False):
+        path, union = _loc(detail, value)
+        message = _message(detail, secret=bool(_SECRET_PARTS.intersection(path)))
+        if detail["loc"][-1:] == ("[key]",):  # a mapping key, not its value, is wrong
+            message = f"key {detail['input']!r}: {detail['msg']}"
+        if not union:
+            out.append((base + path, message))
+        elif base + path not in alternatives:
+            alternatives[base + path] = [message]
+            out.append((base + path, ""))
+        elif message not in alternatives[base + path]:
+            alternatives[base + path].append(message)
+    return [(p, m or "; or ".join(alternatives[p])) for p, m in out]
 
 
-def _loc(detail: ErrorDetails) -> FieldPath:
-    return tuple(part if isinstance(part, int) else str(part) for part in detail["loc"])
+def _loc(detail: ErrorDetails, value: Any) -> tuple[FieldPath, bool]:
+    """The failure's path in the input, and whether a union member's tag was dropped from it."""
+    parts = list(detail["loc"])
+    key: tuple[str, ...] = ()
+    if parts[-1:] == ["[key]"]:  # (..., the key as pydantic prints it, "[key]")
+        parts, key = parts[:-2], (str(detail["input"]),)
+    if value is None:
+        return (*(p if isinstance(p, int) else str(p) for p in parts), *key), False
+    path: list[str | int] = []
+    union, here = False, value
+    for index, part in enumerate(parts):
+        if isinstance(here, dict) and part in here:
+            path.append(str(part))
+            here = here[part]
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            path.append(part)
+            here = here[part]
+        elif index == len(parts) - 1 and detail["type"] == "missing":
+            path.append(str(part))  # a field left out: not in the input, but a real place
+        else:
+            union = True  # not a place in the input: the tag of a union member
+    return (*path, *key), union
 
 
-def _message(detail: ErrorDetails) -> str:
+def _message(detail: ErrorDetails, secret: bool = False) -> str:
     kind = detail["type"]
     if kind == "extra_forbidden":
         return f"unknown field {str(detail['loc'][-1])!r}"
@@ -329,7 +373,13 @@ def _message(detail: ErrorDetails) -> str:
         return "field required"
     message = detail["msg"].removeprefix("Value error, ")
     given = detail.get("input")
-    # Echo only non-string scalars: strings may be secrets (container env, options).
-    if isinstance(given, bool | int | float) or given is None:
+    if kind == "string_type" and isinstance(given, bool | int | float | date):
+        # YAML read an unquoted yes, 8080 or 2027-01-01 as a boolean, a number or a date
+        what = ("a boolean (yes, no, on, off, true, false)" if isinstance(given, bool) else
+                "a date" if isinstance(given, date) else "a number")
+        return f"{message}: YAML read {'it' if secret else given} as {what}; quote it"
+    # Echo only non-string scalars, and none at all of a value that may be secret (strings may
+    # be secrets anywhere: options; a container's environment is secret whatever its type).
+    if not secret and (isinstance(given, bool | int | float) or given is None):
         return f"{message} (got {given!r})"
     return message

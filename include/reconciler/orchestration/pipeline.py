@@ -88,11 +88,12 @@ class Step(ActuationSteps):
         found = self.state(dry_run)
         if found:
             return found
+        only = self.target.scope(only_kinds)  # an unknown kind fails the run's first task
         state = CycleState(
             target=self.name, correlation_id=self.correlation_id, started_at=started_at,
             deadline_at=started_at + timedelta(seconds=self.policy.cycle_deadline_seconds),
             dry_run=dry_run, actor=actor, trigger=trigger, interval_start=interval_start,
-            only_kinds=tuple(only_kinds) if only_kinds else None)
+            only_kinds=only)
         self.save(state)
         return state
 

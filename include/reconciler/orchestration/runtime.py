@@ -6,6 +6,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,13 +55,13 @@ def correlation_id_for_run(target: str, run_id: str) -> str:
 
 def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provider:
     if cfg.provider.type == "simulated":
-        from reconciler.providers.simulated import Faults, SimulatedProvider
+        from reconciler.providers.simulated import SimOptions, SimulatedProvider
 
-        opts = dict(cfg.provider.options)
-        state = str(opts.pop("state", Path(".reconciler") / f"{cfg.name}-sim.db"))
-        faults = Faults(**opts.pop("faults", {}))
+        opts = SimOptions.model_validate(cfg.provider.options)  # load_config checked them
+        state = opts.state or str(Path(".reconciler") / f"{cfg.name}-sim.db")
         Path(state).parent.mkdir(parents=True, exist_ok=True)
-        return SimulatedProvider(state, faults=faults, **opts)
+        return SimulatedProvider(state, faults=opts.faults, page_size=opts.page_size,
+                                 busy_timeout_s=opts.busy_timeout_s)
     if cfg.provider.type == "aws":
         from reconciler.desired.clear import clear_source
         from reconciler.providers.aws import aws_provider
@@ -72,19 +73,27 @@ def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provid
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
 
 
-def check_regions(desired: DesiredState, served: frozenset[str]) -> None:
-    """A resource in a region the target does not serve would be created nowhere: reject it
-    before any action (``kind@region`` names a further region; the first keeps the plain kind)."""
+def check_kinds(desired: DesiredState, served: frozenset[str]) -> None:
+    """A resource of a kind the target does not manage would never be created, and the cycle
+    would say converged: reject it before any action (``kind@region`` names a further region;
+    the first keeps the plain kind)."""
     problems = [
         (SourceLocation(r.source_file or desired.source_uri, r.source_line, "kind"),
-         f"{r.key}: region {split_region(r.key.kind)[1]!r} is not a further region of this "
-         "target (provider.options.regions after the first; the first region's resources "
-         "use the plain kind)")
-        for r in desired.resources
-        if split_region(r.key.kind)[1] is not None and r.key.kind not in served
+         _unserved(str(r.key), r.key.kind, served))
+        for r in desired.resources if r.key.kind not in served
     ]
     if problems:
         raise InvalidDesiredState(problems)
+
+
+def _unserved(key: str, kind: str, served: frozenset[str]) -> str:
+    region = split_region(kind)[1]
+    if region is not None:
+        return (f"{key}: region {region!r} is not a further region of this target "
+                "(provider.options.regions after the first; the first region's resources "
+                "use the plain kind)")
+    return (f"{key}: this target does not manage {kind} (its provider serves "
+            f"{', '.join(sorted(k for k in served if '@' not in k))}; see provider.options)")
 
 
 @dataclass
@@ -106,8 +115,22 @@ class Target:
     def load_desired(self) -> DesiredState:
         source = resolve_desired(self.config, self.config_file)
         desired = load_desired(source, allow_empty=self.config.policy.allow_empty_desired)
-        check_regions(desired, frozenset(self.kinds()))
+        check_kinds(desired, frozenset(self.kinds()))
         return desired
+
+    def scope(self, only: Iterable[str] | None, argument: str = "only_kinds"
+              ) -> tuple[str, ...] | None:
+        """The kinds a run is limited to (None: all). A kind this target does not manage is an
+        error naming ``argument``: never an empty, "in sync" cycle."""
+        if not only:
+            return None
+        chosen = tuple(dict.fromkeys(only))
+        unknown = [k for k in chosen if k not in self.kinds()]
+        if unknown:
+            raise InvalidConfig([(SourceLocation(argument),
+                                  f"target {self.name} has no kind {', '.join(unknown)} "
+                                  f"(its kinds: {', '.join(self.kinds())})")])
+        return chosen
 
     def request(self, desired: DesiredState, **overrides: object) -> CycleRequest:
         fields: dict[str, object] = {
@@ -129,6 +152,6 @@ def load_target(name: str, config: str | None = None, store_url: str | None = No
     cfg: TargetsConfig = load_config(path)
     if name not in cfg.targets:
         known = ", ".join(sorted(cfg.targets)) or "none"
-        raise InvalidConfig(f"{path}: no target {name!r} (known: {known})")
+        raise InvalidConfig([(SourceLocation(str(path)), f"no target {name!r} (known: {known})")])
     target_cfg = cfg.targets[name]
     return Target(target_cfg, path, build_provider(target_cfg, path), open_store(store_url))

@@ -98,6 +98,9 @@ class WebhookSink:
     def _failed(self, exc: Exception) -> None:
         with self._lock:
             self._failures += 1
+            if self._failures == 1:  # said at once: a quiet cycle may send only one event
+                log.warning("events webhook %s failed (%s)", shown(self.url),
+                            type(exc).__name__)
             if self._failures >= self.max_failures:
                 self._paused_until = self._clock() + self.pause_s
                 self._failures = 0

@@ -36,6 +36,7 @@ __all__ = [
     "SIM_KINDS",
     "PAGE_ATTEMPTS",
     "Faults",
+    "SimOptions",
     "SimStats",
     "SimulatedProvider",
     "FleetRef",
@@ -68,6 +69,16 @@ class Faults(Frozen):
     fail_kinds: frozenset[str] = frozenset()
     empty_kinds: frozenset[str] = frozenset()
     fail_actions: frozenset[str] = frozenset()
+
+
+class SimOptions(Frozen):
+    """A target's ``provider.options`` for ``type: simulated``: where the fleet lives, and
+    the weather (faults) and paging of its listings."""
+
+    state: str | None = Field(default=None, min_length=1)  # the fleet's SQLite file
+    faults: Faults = Field(default_factory=Faults)
+    page_size: int = Field(default=500, ge=1, le=100_000)
+    busy_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
 
 
 @dataclass

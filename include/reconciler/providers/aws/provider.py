@@ -15,7 +15,7 @@ from reconciler.providers.aws.ec2 import Ec2Instances
 from reconciler.providers.aws.ecs import EcsClusters
 from reconciler.providers.aws.ecs_services import EcsServices
 from reconciler.providers.aws.logscrub import install as withhold_task_definition_bodies
-from reconciler.providers.aws.session import AwsOptions, ClientFactory, parse_options
+from reconciler.providers.aws.session import AWS_KINDS, AwsOptions, ClientFactory, parse_options
 
 __all__ = ["AWS_KINDS", "AwsProvider"]
 
@@ -30,7 +30,6 @@ class _Kind(Protocol):
 _HANDLERS: tuple[Callable[[KindContext], _Kind], ...] = (
     Ec2Instances, AutoScalingGroups, EcsClusters, EcsServices,
 )
-AWS_KINDS = frozenset({"ec2.Instance", "autoscaling.Group", "ecs.Cluster", "ecs.Service"})
 
 
 def _one_region(options: AwsOptions) -> AwsOptions:

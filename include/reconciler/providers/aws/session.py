@@ -23,7 +23,10 @@ from reconciler.catalogue import REGION_PATTERN
 from reconciler.core.errors import InvalidConfig
 from reconciler.providers.aws.pacing import LimitKey, RateValue
 
-__all__ = ["AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint", "EMULATOR_KEY"]
+__all__ = ["AWS_KINDS", "AwsOptions", "ClientFactory", "resolve_region", "resolve_endpoint",
+           "EMULATOR_KEY"]
+
+AWS_KINDS = frozenset({"ec2.Instance", "autoscaling.Group", "ecs.Cluster", "ecs.Service"})
 
 EMULATOR_KEY = "testing"  # moto accepts any credentials; these are not secret
 _TIMEOUT_STEPS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -59,6 +62,22 @@ class AwsOptions(BaseModel):
     # a rate of 0 removes a limit. See pacing.py.
     rate_limits: dict[LimitKey, RateValue] | None = None
     pacing_max_wait_s: float = Field(default=30.0, ge=0, le=3600)  # longer: TemporaryError
+
+    @field_validator("region")
+    @classmethod
+    def _valid_region(cls, region: str | None) -> str | None:
+        if region is not None and REGION_PATTERN.fullmatch(region) is None:
+            raise ValueError(f"{region!r}: not a region name (like us-east-1)")
+        return region
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(kinds or ()) - AWS_KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds {', '.join(map(repr, unknown))}; the aws provider "
+                             f"manages {', '.join(sorted(AWS_KINDS))}")
+        return kinds
 
     @field_validator("regions")
     @classmethod
