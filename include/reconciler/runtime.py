@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.config import TargetConfig, TargetsConfig, config_path, load_config, resolve_desired
+from reconciler.config import (
+    TargetConfig,
+    TargetsConfig,
+    config_path,
+    load_config,
+    locate_options,
+    resolve_desired,
+)
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState, SourceLocation
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleRequest
@@ -102,18 +109,26 @@ def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provid
         # container environment values are kept as digests; a new task definition reads them
         # from the desired source at the moment it is registered (reconciler.desired.clear)
         source = clear_source(resolve_desired(cfg, config_file)) if config_file else None
-        return aws_provider(cfg.name, cfg.provider.options, clear_spec=source)
+        try:
+            return aws_provider(cfg.name, cfg.provider.options, clear_spec=source)
+        except InvalidConfig as exc:  # options problems, at their lines of the config file
+            if config_file is None:
+                raise
+            raise InvalidConfig(locate_options(config_file, cfg.name, exc.problems)) from None
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
 
 
 def check_regions(desired: DesiredState, served: frozenset[str]) -> None:
-    """A resource in a region the target does not serve would be created nowhere: reject it
-    before any action (``kind@region`` names a further region; the first keeps the plain kind)."""
+    """A resource in a region (or account) the target does not serve would be created
+    nowhere: reject it before any action (``kind@region`` names a further region of the first
+    account, ``kind@<account>:<region>`` a further account's region; the first keeps the plain
+    kind)."""
     problems = [
         (SourceLocation(r.source_file or desired.source_uri, r.source_line, "kind"),
-         f"{r.key}: region {split_region(r.key.kind)[1]!r} is not a further region of this "
-         "target (provider.options.regions after the first; the first region's resources "
-         "use the plain kind)")
+         f"{r.key}: {split_region(r.key.kind)[1]!r} is not a further region or account of "
+         "this target (provider.options.regions after the first, or <account id>:<region> of "
+         "provider.options.accounts after the first; the first region's resources use the "
+         "plain kind)")
         for r in desired.resources
         if split_region(r.key.kind)[1] is not None and r.key.kind not in served
     ]

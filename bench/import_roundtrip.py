@@ -1,0 +1,231 @@
+"""``reconcile import`` then ``reconcile plan`` on 1,000 mixed AWS resources (moto's server).
+
+The fleet (``--instances`` EC2 instances, ``--groups`` Auto Scaling groups, ``--clusters`` ECS
+clusters with ``--services`` ECS services spread over them: 1,000 by default) is built first
+by Reconciler itself, so it carries the bench target's ownership tags. Then, timed, through
+the CLI's own entry point in this process (``reconciler.cli.main``):
+
+- ``reconcile import --target bench --out <desired>/fleet.yaml`` (sense + YAML);
+- ``reconcile plan --target bench --json`` over the imported file (the round trip), whose
+  change count must be 0 (exit 0, ``in_sync``);
+- and, as the baseline, a plain sense of the same fleet (the observation both of them start
+  with), so the ratios say what import and plan add to it.
+
+Prints the times, the ratios and the change count. Asserts only that the round trip held.
+
+    .venv/bin/python bench/import_roundtrip.py [--instances 600] [--groups 100]
+                                               [--clusters 100] [--services 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "include"), str(ROOT)]
+
+from reconciler import cli  # noqa: E402
+from reconciler.core.gate import BasicGate  # noqa: E402
+from reconciler.core.loop import CycleDeps, CycleRequest, run_cycle  # noqa: E402
+from reconciler.core.model import DesiredResource, DesiredState, ResourceKey  # noqa: E402
+from reconciler.core.policy import Policy  # noqa: E402
+from reconciler.core.sense import SenseOptions, sense  # noqa: E402
+from reconciler.embedded import MotoProcess  # noqa: E402
+from reconciler.kinds import REGISTRY, rules_for  # noqa: E402
+from reconciler.providers.aws import AwsProvider  # noqa: E402
+from reconciler.runtime import SystemClock  # noqa: E402
+from reconciler.testing import MemoryStore, RecordingSink  # noqa: E402
+
+AMI, TARGET, TEMPLATE = "ami-0c02fb55956c7d316", "bench", "bench-nodes"
+KINDS = ("autoscaling.Group", "ec2.Instance", "ecs.Cluster", "ecs.Service")
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+for _var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
+
+
+def res(kind: str, name: str, **spec: Any) -> DesiredResource:
+    normal = REGISTRY[kind].spec_model.model_validate(spec).model_dump(mode="json")
+    return DesiredResource(key=ResourceKey(kind=kind, name=name), spec=normal)
+
+
+def fleet(args: argparse.Namespace) -> list[DesiredResource]:
+    out = [
+        res(
+            "ec2.Instance",
+            f"node-{i:04d}",
+            image_id=AMI,
+            instance_type=("t3.micro", "t3.small")[i % 2],
+            tags={"team": f"t{i % 7}"},
+        )
+        for i in range(args.instances)
+    ]
+    out += [
+        res(
+            "autoscaling.Group",
+            f"pool-{i:03d}",
+            launch_template={"name": TEMPLATE},
+            min_size=0,
+            max_size=4,
+            desired_capacity=0,
+            availability_zones=["us-east-1a"],
+            tags={"team": f"t{i % 7}"},
+        )
+        for i in range(args.groups)
+    ]
+    out += [
+        res("ecs.Cluster", f"apps-{i:03d}", tags={"env": "bench"}) for i in range(args.clusters)
+    ]
+    for i in range(args.services):
+        parent = f"apps-{i % args.clusters:03d}"
+        containers = [
+            {
+                "name": "web",
+                "image": f"nginx:1.{27 + i % 2}",
+                "memory": 256,
+                "port_mappings": [{"container_port": 80}],
+            }
+        ]
+        svc = res(
+            "ecs.Service",
+            f"svc-{i:03d}",
+            cluster=parent,
+            desired_count=1 + i % 3,
+            containers=containers,
+            tags={"team": f"t{i % 7}"},
+        )
+        out.append(
+            svc.model_copy(update={"depends_on": (ResourceKey(kind="ecs.Cluster", name=parent),)})
+        )
+    return out
+
+
+def build(url: str, desired: list[DesiredResource]) -> float:
+    provider = AwsProvider(TARGET, {"endpoint_url": url, "emulator": True})
+    provider.client("ec2").create_launch_template(
+        LaunchTemplateName=TEMPLATE, LaunchTemplateData={"ImageId": AMI}
+    )
+    state = DesiredState(
+        resources=tuple(desired), version="build", source_uri="bench", loaded_at=SystemClock().now()
+    )
+    req = CycleRequest(
+        target=TARGET,
+        desired=state,
+        kinds=KINDS,
+        manual=True,
+        policy=Policy(max_parallel=16, cycle_deadline_seconds=3600, sense_deadline_seconds=600),
+        correlation_id="bench-build",
+    )
+    deps = CycleDeps(
+        provider=provider,
+        store=MemoryStore(),
+        events=RecordingSink(),
+        clock=SystemClock(),
+        gate=BasicGate(),
+        rules=rules_for(list(KINDS)),
+        rng=random.Random(0),
+    )
+    t0 = time.perf_counter()
+    report = run_cycle(req, deps)
+    assert report.outcome.converged, report.outcome.error
+    return time.perf_counter() - t0
+
+
+def config(tmp: Path, url: str) -> Path:
+    (tmp / "desired").mkdir()
+    path = tmp / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  {TARGET}:\n"
+        f'    provider: {{type: aws, options: {{endpoint_url: "{url}", emulator: true,'
+        " read_timeout_s: 300}}\n"
+        "    desired: desired\n"
+        "    policy: {adopt: true, sense_deadline_seconds: 600, cycle_deadline_seconds: 3600}\n"
+    )
+    return path
+
+
+def timed_cli(*argv: str) -> tuple[float, int, str]:
+    out = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(argv))
+    return time.perf_counter() - t0, code, out.getvalue()
+
+
+def plain_sense(url: str) -> float:
+    provider = AwsProvider(TARGET, {"endpoint_url": url, "emulator": True, "read_timeout_s": 300})
+    t0 = time.perf_counter()
+    snap = sense(
+        provider,
+        KINDS,
+        target=TARGET,
+        correlation_id="bench-sense",
+        clock=SystemClock(),
+        options=SenseOptions(deadline_s=600),
+    )
+    elapsed = time.perf_counter() - t0
+    assert all(s.complete for s in snap.kinds.values()), snap.kinds
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--instances", type=int, default=600)
+    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--services", type=int, default=200)
+    args = parser.parse_args()
+    desired = fleet(args)
+    with MotoProcess() as moto, tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        built = build(moto.url, desired)
+        print(
+            f"moto_server at {moto.url}; {len(desired):,} resources ({args.instances} "
+            f"instances, {args.groups} groups, {args.clusters} clusters, {args.services} "
+            f"services) built by Reconciler in {built:.1f}s",
+            flush=True,
+        )
+        common = ["--config", str(config(tmp, moto.url)), "--store", f"sqlite:///{tmp}/state.db"]
+        baseline = plain_sense(moto.url)
+        imp_s, imp_code, _ = timed_cli(
+            *common, "import", "--target", TARGET, "--out", str(tmp / "desired" / "fleet.yaml")
+        )
+        assert imp_code == 0, "import refused"
+        written = (tmp / "desired" / "fleet.yaml").read_text().count("\n  - kind: ")
+        plan_s, plan_code, out = timed_cli(*common, "plan", "--target", TARGET, "--json")
+        last = json.loads(out.strip().splitlines()[-1])
+        changes = sum(len(w["actions"]) for w in (last.get("plan") or {}).get("waves", ()))
+        print(f"plain sense of the fleet {baseline:.2f}s (baseline)")
+        print(
+            f"import: {imp_s:.2f}s for {written:,} resources ({imp_s / baseline:.2f}x the "
+            "plain sense)"
+        )
+        print(
+            f"plan of the imported file: {plan_s:.2f}s ({plan_s / baseline:.2f}x the plain "
+            f"sense), exit {plan_code}, result {last.get('result')}, {changes} changes"
+        )
+        print(f"round trip (import + plan): {imp_s + plan_s:.2f}s; changes: {changes}")
+        assert plan_code == 0 and changes == 0, "the round trip changed something"
+
+
+if __name__ == "__main__":
+    main()
