@@ -277,3 +277,60 @@ def test_the_caller_policy_assumes_exactly_the_roles_and_acts_only_where_it_must
     assert both["Statement"][-1]["Resource"] == ROLE_B
     assert caller_policy("prod", kinds, []) == policy("prod", kinds)
     assert not any("sts:" in a for s in policy("prod", kinds)["Statement"] for a in s["Action"])
+
+
+class _Sts:
+    def __init__(self, lifetime_s: float, calls: list[dict[str, object]]) -> None:
+        self.lifetime_s, self.calls = lifetime_s, calls
+
+    def assume_role(self, **request: object) -> dict[str, object]:
+        from datetime import timedelta
+
+        self.calls.append(request)
+        n = len(self.calls)
+        return {
+            "Credentials": {
+                "AccessKeyId": f"ASIAFAKEKEY{n:08d}",
+                "SecretAccessKey": f"secret-{n}-abcdefgh",
+                "SessionToken": f"token-{n}-abcdefgh",
+                "Expiration": datetime.now(UTC) + timedelta(seconds=self.lifetime_s),
+            },
+            "AssumedRoleUser": {"Arn": f"arn:aws:sts::{B}:assumed-role/reconciler/s"},
+        }
+
+
+class _Base:
+    """The target's own session: only ever asked for an STS client."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self.calls: list[dict[str, object]] = []
+        self.lifetime_s = lifetime_s
+
+    def client(self, service: str, **kwargs: object) -> _Sts:
+        assert service == "sts" and kwargs["endpoint_url"] == "http://127.0.0.1:9"
+        return _Sts(self.lifetime_s, self.calls)
+
+
+@pytest.mark.parametrize(("lifetime_s", "fetches"), [(3600, 1), (300, 3)])
+def test_assumed_credentials_are_fetched_on_first_use_and_again_before_they_expire(
+    lifetime_s: float, fetches: int
+) -> None:
+    from reconciler.providers.aws.session import ClientFactory
+
+    base = _Base(lifetime_s)
+    opts = parse_options(
+        {**BASE, "accounts": [{"id": B, "role_arn": ROLE_B, "external_id": "ext-1"}]}
+    )
+    factory = ClientFactory(opts, base, session_name="reconciler-prod")
+    assert base.calls == []  # nothing fetched before a call needs it
+    for _ in range(3):  # within botocore's refresh window a call fetches them again
+        frozen = factory._session.get_credentials().get_frozen_credentials()
+    assert len(base.calls) == fetches
+    assert base.calls[0] == {
+        "RoleArn": ROLE_B,
+        "RoleSessionName": "reconciler-prod",
+        "ExternalId": "ext-1",
+    }
+    assert frozen.access_key == f"ASIAFAKEKEY{fetches:08d}"
+    # every fetched secret is scrubbed from errors and logs
+    assert factory.scrub(f"x {frozen.secret_key} {frozen.token}") == "x *** ***"

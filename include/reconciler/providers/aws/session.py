@@ -33,9 +33,9 @@ OPTIONS_FILE = "aws provider options"  # the "file" of an options problem not ye
 _TIMEOUT_STEPS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 # arn:<partition>:iam::<account>:role/<optional path/><name> (IAM's own character rules)
 _ROLE_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):iam::([0-9]{12}):"
-                       r"role/(?:[\x21-\x7e]{1,510}/)?([\w+=,.@-]{1,64})")
-_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
-_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+                       r"role/(?:[\x21-\x7e]{1,510}/)?([\w+=,.@-]{1,64})", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 
 def _check_regions(regions: tuple[str, ...] | None) -> tuple[str, ...] | None:
