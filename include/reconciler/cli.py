@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     iam.add_argument("--target", required=True)
     iam.add_argument("--read-only", action="store_true",
                      help="only the read statement (enough for plan and apply --dry-run)")
+    iam.add_argument("--caller", action="store_true",
+                     help="with options.accounts: what the target's own credentials need "
+                          "(sts:AssumeRole on the accounts' roles), not each role")
     breaker = sub.add_parser("breaker", help="circuit breaker", parents=[common])
     breaker.add_argument("action", choices=["reset"])
     breaker.add_argument("--target", required=True)
@@ -298,13 +301,26 @@ def cmd_import(target: Target, args: argparse.Namespace) -> int:
 
 def cmd_iam_policy(target: Target, args: argparse.Namespace) -> int:
     """AWS's own policy document, printed as is (no ``format_version``: it is pasted into IAM)."""
-    from reconciler.providers.aws.iam import policy
+    from reconciler.providers.aws.iam import caller_policy, policy
+    from reconciler.providers.aws.session import parse_options
 
     if target.config.provider.type != "aws":
         print(f"error: target {target.name} uses the {target.config.provider.type} provider; "
               "only aws targets need an IAM policy", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(policy(target.name, target.kinds(), read_only=args.read_only), indent=2))
+    options = parse_options(target.config.provider.options)
+    accounts = options.accounts or ()
+    roles = [a.role_arn for a in accounts if a.role_arn]
+    if args.caller:
+        document = caller_policy(target.name, target.kinds(), roles,
+                                 direct=len(roles) < len(accounts) or not accounts,
+                                 read_only=args.read_only)
+    else:
+        document = policy(target.name, target.kinds(), read_only=args.read_only)
+        if roles:
+            print(f"the policy of each account's role ({len(roles)} roles); --caller prints "
+                  "what the target's own credentials need to assume them", file=sys.stderr)
+    print(json.dumps(document, indent=2))
     return EXIT_OK
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "reconciler_home",
     "load_config",
     "load_config_lenient",
+    "locate_options",
     "resolve_desired",
     "schedule_problem",
 ]
@@ -309,6 +310,28 @@ def _load(path: Path, env: Mapping[str, str]) -> tuple[TargetsConfig, list[_Prob
         if target is not None:
             targets[name] = target
     return TargetsConfig(targets=targets, path=str(path)), problems
+
+
+def locate_options(path: str | Path, target: str,
+                   problems: list[tuple[SourceLocation, str]]) -> list[tuple[SourceLocation, str]]:
+    """Problems a provider found in a target's ``provider.options`` (each located by its
+    field under the options, e.g. ``accounts[1].role_arn``), at their lines of the targets
+    file, named like every other config problem."""
+    doc = read_yaml(Path(path).resolve())
+    base: FieldPath = ("targets", target, "provider", "options")
+    out = []
+    for loc, message in problems:
+        field = (*base, *_field_path(loc.field or ""))
+        out.append((_located(doc, field, message)[1], message))
+    return out
+
+
+def _field_path(text: str) -> FieldPath:
+    """``accounts[1].role_arn`` -> ``("accounts", 1, "role_arn")``."""
+    parts: list[str | int] = []
+    for piece in re.findall(r"[^.\[\]]+|\[\d+\]", text):
+        parts.append(int(piece[1:-1]) if piece.startswith("[") else piece)
+    return tuple(parts)
 
 
 def _located(doc: YamlDoc, path: FieldPath, message: str, line: int | None = None) -> _Problem:

@@ -6,6 +6,9 @@ its dependencies come from a wheelhouse of the runtime lock's versions (requirem
 from PyPI once and kept in ``$RECONCILER_WHEELHOUSE`` (default ``~/.cache/reconciler-tests/
 wheelhouse``); later runs need no network. Measured here: ~20 s with the wheelhouse in place
 (venv 5 s, wheel 2 s, install 6 s, four commands 4 s), ~10 s more to fill it.
+
+The test times itself: each phase and the total go to the junit XML (``record_property``)
+and to one line at the end of pytest's summary (``wheel smoke test: ...``, see conftest.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,11 +84,44 @@ def install(pip: Path, wheel: Path) -> None:
     ok(run(*offline))
 
 
-def test_the_installed_wheel_runs_the_cli_on_the_demo_target(tmp_path: Path) -> None:
+SMOKE_TIMES: dict[str, float] = {}  # phase -> seconds, of the last run (read by conftest.py)
+
+
+@contextmanager
+def _phases(record: Callable[[str, object], None]) -> Iterator[Callable[[str], None]]:
+    """``mark(phase)`` ends a phase; the times are recorded even when the test fails."""
+    start = last = time.perf_counter()
+    SMOKE_TIMES.clear()
+
+    def mark(phase: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        SMOKE_TIMES[phase] = round(now - last, 2)
+        last = now
+
+    try:
+        yield mark
+    finally:
+        SMOKE_TIMES["total"] = round(time.perf_counter() - start, 2)
+        for phase, seconds in SMOKE_TIMES.items():
+            record(f"wheel_smoke_{phase}_s", seconds)
+
+
+def test_the_installed_wheel_runs_the_cli_on_the_demo_target(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    with _phases(record_property) as mark:
+        _smoke_test(tmp_path, mark)
+
+
+def _smoke_test(tmp_path: Path, mark: Callable[[str], None]) -> None:
     venv = tmp_path / "venv"
     ok(run(sys.executable, "-m", "venv", venv))
+    mark("venv")
     bin_dir = venv / "bin"
-    install(bin_dir / "pip", build_wheel(tmp_path))
+    wheel = build_wheel(tmp_path)
+    mark("wheel")
+    install(bin_dir / "pip", wheel)
+    mark("install")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(RECONCILER_CONFIG=str(ROOT / "include" / "config" / "targets.yaml"),
                RECONCILER_HOME=str(tmp_path / "home"),
@@ -100,3 +139,4 @@ def test_the_installed_wheel_runs_the_cli_on_the_demo_target(tmp_path: Path) -> 
     plan = run(reconcile, "plan", "--target", "demo", env=env, cwd=tmp_path)
     assert plan.returncode in (0, 2), plan.stdout + plan.stderr  # in sync, or changes to make
     assert "+ sim.Node/node-a1" in plan.stdout  # the demo fleet starts empty
+    mark("commands")

@@ -93,7 +93,7 @@ EXPECTED: dict[str, tuple[int | None, str, str]] = {
     "resource_not_mapping.yaml": (4, "resources[1]", "each resource must be a mapping"),
     "bad_region_in_kind.yaml": (2, "resources[0].kind", "unknown kind 'sim.Node@Mars'"),
     "kind_not_served.yaml": (6, "kind", "this target does not manage ec2.Instance"),
-    "region_not_served.yaml": (4, "kind", "region 'eu-west-1' is not a further region"),
+    "region_not_served.yaml": (4, "kind", "'eu-west-1' is not a further region or account"),
     # names
     "name_empty.yaml": (3, "resources[0].name", "1-63 characters"),
     "name_bidi_override.yaml": (3, "resources[0].name", "1-63 characters"),

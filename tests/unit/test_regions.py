@@ -21,7 +21,7 @@ TWO = {"regions": ["us-east-1", "eu-west-1"], "emulator": True,
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"regions": []}, "regions: Value error, name at least one region"),
+    ({"regions": []}, "regions: name at least one region"),
     ({"regions": ["us-east-1", "us-east-1"]}, "us-east-1 named twice"),
     ({"regions": ["us-east-1", "Europe"]}, "'Europe': not a region name"),
     ({"regions": ["us-east-1"], "region": "eu-west-1"}, "region and regions: set one"),

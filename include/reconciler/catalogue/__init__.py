@@ -10,12 +10,16 @@ from pydantic import BaseModel
 from reconciler.catalogue import aws, sim
 from reconciler.core.kinds import KindRules, region_of
 
-__all__ = ["KindDef", "REGISTRY", "REGION_PATTERN", "rules_for", "known_kinds", "kind_def",
-           "regional_kind", "split_region"]
+__all__ = ["KindDef", "REGISTRY", "REGION_PATTERN", "ACCOUNT_PATTERN", "SCOPE_PATTERN",
+           "rules_for", "known_kinds", "kind_def", "regional_kind", "split_region"]
 
 # an AWS region name (us-east-1, eu-central-2, us-gov-west-1); `kind@region` names a kind in
 # one of a multi-region target's further regions (its first region keeps the plain kind)
 REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+ACCOUNT_PATTERN = re.compile(r"[0-9]{12}")
+# what may follow `@` in a kind: a further region of the first account, or a further
+# account's `<account id>:<region>` (providers/aws/session.py: places)
+SCOPE_PATTERN = re.compile(rf"(?:{ACCOUNT_PATTERN.pattern}:)?{REGION_PATTERN.pattern}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ REGISTRY: dict[str, KindDef] = {
 
 
 def split_region(kind: str) -> tuple[str, str | None]:
-    """``ec2.Instance@eu-west-1`` -> ``("ec2.Instance", "eu-west-1")``; a plain kind has None."""
+    """``ec2.Instance@eu-west-1`` -> ``("ec2.Instance", "eu-west-1")``; a plain kind has None.
+    The second part is the kind's scope: a region, or ``<account id>:<region>``."""
     return kind.partition("@")[0], region_of(kind)
 
 
@@ -46,9 +51,9 @@ def regional_kind(kind: str, region: str | None) -> str:
 
 
 def kind_def(kind: str) -> KindDef | None:
-    """The definition of ``kind``, of a regional kind too; None if unknown or badly named."""
+    """The definition of ``kind``, of a scoped kind too; None if unknown or badly named."""
     base, region = split_region(kind)
-    if region is not None and REGION_PATTERN.fullmatch(region) is None:
+    if region is not None and SCOPE_PATTERN.fullmatch(region) is None:
         return None
     return REGISTRY.get(base)
 

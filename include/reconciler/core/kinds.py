@@ -8,7 +8,8 @@ from pydantic import Field
 
 from reconciler.core.model import ActionType, Frozen, Risk
 
-__all__ = ["KindRules", "KindRegistry", "DEFAULT_RULES", "field_matches", "region_of"]
+__all__ = ["KindRules", "KindRegistry", "DEFAULT_RULES", "field_matches", "region_of",
+           "scope_label"]
 
 
 class KindRules(Frozen):
@@ -54,10 +55,20 @@ def field_matches(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
 
 
 def region_of(kind: str) -> str | None:
-    """The region a multi-region target's kind names (``ec2.Instance@eu-west-1``); None for a
-    plain kind (a single-region target, or the first region of a multi-region one)."""
+    """The scope a multi-region or multi-account target's kind names: a region
+    (``ec2.Instance@eu-west-1``) or an account's region (``ec2.Instance@222222222222:eu-west-1``);
+    None for a plain kind (a single-region target, or the first place of a larger one)."""
     _, sep, region = kind.partition("@")
     return region if sep else None
+
+
+def scope_label(scope: str | None) -> str:
+    """``eu-west-1`` -> ``region eu-west-1``; ``222222222222:eu-west-1`` -> ``account
+    222222222222 region eu-west-1``; None -> ``its region``."""
+    if scope is None:
+        return "its region"
+    account, sep, region = scope.rpartition(":")
+    return f"account {account} region {region}" if sep else f"region {region}"
 
 
 def DEFAULT_RULES(kind: str) -> KindRules:  # noqa: N802 - reads as a constant at call sites

@@ -19,6 +19,7 @@ from reconciler.core.kinds import (
     KindRules,
     field_matches,
     region_of,
+    scope_label,
 )
 from reconciler.core.model import (
     Action,
@@ -283,15 +284,15 @@ def _deletion_blocker(have: ObservedResource, snapshot: Snapshot, ctx: PlanConte
 
 
 def _region_blind(kind: str, snapshot: Snapshot) -> str | None:
-    """A region any of whose kinds was not fully observed gets no deletions (its listing may
-    be failing as a whole); other regions' deletions go ahead."""
+    """A region (of an account) any of whose kinds was not fully observed gets no deletions
+    (its listing may be failing as a whole: an outage, a role that cannot be assumed); other
+    regions' and accounts' deletions go ahead."""
     region = region_of(kind)
     blind = sorted(k for k in snapshot.kinds
                    if region_of(k) == region and not snapshot.is_complete(k))
     if not blind:
         return None
-    return (f"{', '.join(blind)} not fully observed: no deletions in "
-            f"{'region ' + region if region else 'its region'}")
+    return f"{', '.join(blind)} not fully observed: no deletions in {scope_label(region)}"
 
 
 def _dependencies(

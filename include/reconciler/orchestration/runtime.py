@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.catalogue import rules_for, split_region
-from reconciler.config import TargetConfig, TargetsConfig, config_path, load_config, resolve_desired
+from reconciler.config import (
+    TargetConfig,
+    TargetsConfig,
+    config_path,
+    load_config,
+    locate_options,
+    resolve_desired,
+)
 from reconciler.core.errors import InvalidConfig, InvalidDesiredState, SourceLocation
 from reconciler.core.gate import BasicGate
 from reconciler.core.loop import CycleDeps, CycleRequest
@@ -69,14 +76,20 @@ def build_provider(cfg: TargetConfig, config_file: Path | None = None) -> Provid
         # container environment values are kept as digests; a new task definition reads them
         # from the desired source at the moment it is registered (reconciler.desired.clear)
         source = clear_source(resolve_desired(cfg, config_file)) if config_file else None
-        return aws_provider(cfg.name, cfg.provider.options, clear_spec=source)
+        try:
+            return aws_provider(cfg.name, cfg.provider.options, clear_spec=source)
+        except InvalidConfig as exc:  # options problems, at their lines of the config file
+            if config_file is None:
+                raise
+            raise InvalidConfig(locate_options(config_file, cfg.name, exc.problems)) from None
     raise InvalidConfig(f"target {cfg.name}: provider type {cfg.provider.type!r} is not available")
 
 
 def check_kinds(desired: DesiredState, served: frozenset[str]) -> None:
-    """A resource of a kind the target does not manage would never be created, and the cycle
-    would say converged: reject it before any action (``kind@region`` names a further region;
-    the first keeps the plain kind)."""
+    """A resource of a kind (or in a region or account) the target does not manage would never
+    be created, and the cycle would say converged: reject it before any action (``kind@region``
+    names a further region of the first account, ``kind@<account>:<region>`` a further
+    account's region; the first keeps the plain kind)."""
     problems = [
         (SourceLocation(r.source_file or desired.source_uri, r.source_line, "kind"),
          _unserved(str(r.key), r.key.kind, served))
@@ -89,9 +102,10 @@ def check_kinds(desired: DesiredState, served: frozenset[str]) -> None:
 def _unserved(key: str, kind: str, served: frozenset[str]) -> str:
     region = split_region(kind)[1]
     if region is not None:
-        return (f"{key}: region {region!r} is not a further region of this target "
-                "(provider.options.regions after the first; the first region's resources "
-                "use the plain kind)")
+        return (f"{key}: {region!r} is not a further region or account of this target "
+                "(provider.options.regions after the first, or <account id>:<region> of "
+                "provider.options.accounts after the first; the first region's resources use "
+                "the plain kind)")
     return (f"{key}: this target does not manage {kind} (its provider serves "
             f"{', '.join(sorted(k for k in served if '@' not in k))}; see provider.options)")
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.model import DesiredResource
 from reconciler.core.policy import Policy
 from reconciler.providers.aws.iam import (
     implied_actions,
@@ -148,3 +149,87 @@ def test_the_cli_prints_the_targets_policy_and_refuses_a_non_aws_target(tmp_path
     refused = _reconcile(tmp_path, "iam-policy", "--target", "lab")
     assert refused.returncode == 1 and refused.stdout == ""
     assert "lab" in refused.stderr and "aws" in refused.stderr
+
+
+def test_a_multi_account_target_needs_its_roles_policy_there_and_assume_role_here(
+        proxy: FaultProxy) -> None:
+    """Every action counted at the proxy over create and delete cycles in two accounts is
+    allowed by the role policy (in the role's account) or the caller's (the target's own
+    credentials): sts:AssumeRole on exactly the role, and no sts action in the role's."""
+    from reconciler.providers.aws import aws_provider
+    from reconciler.providers.aws.iam import caller_policy
+    from reconciler.testing import FakeClock
+
+    role = "arn:aws:iam::111111111111:role/reconciler"
+    clock = FakeClock()
+    provider = aws_provider(TARGET, {
+        "endpoint_url": proxy.url, "emulator": True, "wait_interval_s": 0.0,
+        "kinds": ["ec2.Instance", "ecs.Cluster"],
+        "accounts": [{"id": "123456789012"}, {"id": "111111111111", "role_arn": role}]},
+        sleep=clock.sleep, monotonic=clock.monotonic)
+    rig = Rig(provider=provider, clock=clock)
+    def there(resource: DesiredResource) -> DesiredResource:  # in the role's account
+        key = resource.key.model_copy(update={"kind": f"{resource.key.kind}@111111111111:"
+                                                      "us-east-1"})
+        return resource.model_copy(update={"key": key})
+
+    make = [node("web"), there(node("web")), cluster("apps"), there(cluster("apps"))]
+    for desired in (make, make[:1]):
+        report = rig.cycle(desired, Policy(max_delete_fraction=1.0, backoff_base_s=0.1),
+                           manual=True)
+        assert report.outcome.status == "converged", report.outcome.error
+    issued = set(proxy.actions)
+    kinds = sorted(provider.kinds())
+    roles_policy = policy(TARGET, kinds)
+    caller = caller_policy(TARGET, kinds, [role], direct=True)
+    assert "sts:AssumeRole" in issued and "ec2:TerminateInstances" in issued
+    # GetCallerIdentity checks the role-less account: AWS allows it to every principal
+    assert issued - _allowed(roles_policy) - _allowed(caller) == {"sts:GetCallerIdentity"}
+    assert not any(a.startswith("sts:") for a in _allowed(roles_policy))
+    (assume,) = [s for s in caller["Statement"] if "sts:AssumeRole" in s["Action"]]
+    assert assume["Resource"] == role and assume["Action"] == ["sts:AssumeRole"]
+
+
+def test_the_cli_prints_a_multi_account_targets_role_and_caller_policies(
+        tmp_path: Path) -> None:
+    from reconciler.providers.aws.iam import caller_policy
+
+    role = "arn:aws:iam::111111111111:role/reconciler"
+    config = tmp_path / "targets.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        targets:
+          org:
+            provider:
+              type: aws
+              options:
+                kinds: [ecs.Cluster]
+                accounts:
+                  - {{id: "111111111111", role_arn: "{role}"}}
+                  - {{id: "222222222222", role_arn: "{role.replace('1' * 12, '2' * 12)}"}}
+            desired: desired
+          bad:
+            provider: {{type: aws, options: {{accounts: [{{id: "1", role_arn: "{role}"}}]}}}}
+            desired: desired
+        """))
+    (tmp_path / "desired").mkdir(exist_ok=True)
+    env = {**os.environ, "RECONCILER_CONFIG": str(config), "RECONCILER_HOME": str(tmp_path),
+           "RECONCILER_STORE_URL": f"sqlite:///{tmp_path}/state.db",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT)])}
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    kinds = ["ecs.Cluster", "ecs.Cluster@222222222222:us-east-1"]
+    roles = reconcile("iam-policy", "--target", "org")
+    assert roles.returncode == 0, roles.stderr
+    assert json.loads(roles.stdout) == policy("org", kinds)
+    assert "--caller" in roles.stderr
+    caller = reconcile("iam-policy", "--target", "org", "--caller")
+    assert caller.returncode == 0, caller.stderr
+    assert json.loads(caller.stdout) == caller_policy(
+        "org", kinds, [role, role.replace("1" * 12, "2" * 12)], direct=False)
+    bad = reconcile("validate", "--target", "bad")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert (f"{config}:12: targets.bad.provider.options.accounts[0].id: an AWS account id is "
+            "12 digits, quoted") in bad.stderr

@@ -41,8 +41,10 @@ from typing import Any, Literal
 from reconciler.catalogue import split_region
 from reconciler.providers.aws.tags import TARGET_TAG
 
-__all__ = ["KINDS", "KindPermissions", "Write", "policy", "read_actions", "write_actions",
-           "implied_actions"]
+__all__ = ["KINDS", "KindPermissions", "Write", "policy", "caller_policy", "read_actions",
+           "write_actions", "implied_actions", "ASSUME_ROLE"]
+
+ASSUME_ROLE = "sts:AssumeRole"
 
 Scope = Literal["owned", "create", "tag", "none"]
 _EC2_USED = tuple(f"arn:aws:ec2:*:*:{r}/*" for r in (
@@ -173,3 +175,19 @@ def policy(target: str, kinds: Iterable[str], *, read_only: bool = False) -> dic
             statement["Condition"] = found
         statements.append(statement)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def caller_policy(target: str, kinds: Iterable[str], role_arns: Iterable[str], *,
+                  direct: bool = True, read_only: bool = False) -> dict[str, Any]:
+    """The policy of the target's own credentials in a multi-account target: ``sts:AssumeRole``
+    on exactly the roles its accounts name (each role then needs ``policy()`` in its account),
+    plus ``policy()`` itself when ``direct`` (an account is acted on without a role).
+    ``sts:GetCallerIdentity``, which checks such an account, needs no permission."""
+    roles = sorted(set(role_arns))
+    document = policy(target, kinds, read_only=read_only) if direct else {
+        "Version": "2012-10-17", "Statement": []}
+    if roles:
+        document["Statement"].append({"Sid": "ReconcilerAssumeAccountRoles", "Effect": "Allow",
+                                      "Action": [ASSUME_ROLE],
+                                      "Resource": roles if len(roles) > 1 else roles[0]})
+    return document

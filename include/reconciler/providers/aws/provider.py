@@ -15,7 +15,13 @@ from reconciler.providers.aws.ec2 import Ec2Instances
 from reconciler.providers.aws.ecs import EcsClusters
 from reconciler.providers.aws.ecs_services import EcsServices
 from reconciler.providers.aws.logscrub import install as withhold_task_definition_bodies
-from reconciler.providers.aws.session import AWS_KINDS, AwsOptions, ClientFactory, parse_options
+from reconciler.providers.aws.session import (
+    AWS_KINDS,
+    AwsOptions,
+    ClientFactory,
+    parse_options,
+    places,
+)
 
 __all__ = ["AWS_KINDS", "AwsProvider"]
 
@@ -32,14 +38,15 @@ _HANDLERS: tuple[Callable[[KindContext], _Kind], ...] = (
 )
 
 
-def _one_region(options: AwsOptions) -> AwsOptions:
-    regions = options.regions
-    if regions is None:
+def _one_place(options: AwsOptions) -> AwsOptions:
+    """``options`` of one region of at most one account (several: MultiRegionAwsProvider)."""
+    if options.regions is None and not options.accounts:
         return options
-    if len(regions) > 1:
-        raise InvalidConfig("aws provider options: several regions need aws_provider() "
-                            "(MultiRegionAwsProvider), not AwsProvider")
-    return options.model_copy(update={"region": regions[0], "regions": None})
+    found = places(options)
+    if len(found) > 1:
+        raise InvalidConfig("aws provider options: several regions or accounts need "
+                            "aws_provider() (MultiRegionAwsProvider), not AwsProvider")
+    return found[0].options(options)
 
 
 class AwsProvider:
@@ -65,9 +72,10 @@ class AwsProvider:
     ) -> None:
         withhold_task_definition_bodies()
         self.target = target
-        self.options = _one_region(parse_options(options))
+        self.options = _one_place(parse_options(options))
         self.stats = AwsStats()
-        self._factory = ClientFactory(self.options, session)
+        self._factory = ClientFactory(self.options, session,
+                                      session_name=f"reconciler-{target}")
         self.caller = Caller(self._factory, self.stats, sleep=sleep, monotonic=monotonic)
         ctx = KindContext(target=target, caller=self.caller, options=self.options,
                           clear_spec=clear_spec)
@@ -88,6 +96,11 @@ class AwsProvider:
     @property
     def endpoint_url(self) -> str | None:
         return self._factory.endpoint_url
+
+    @property
+    def account(self) -> str | None:
+        """The account id of ``options.accounts`` (None: whatever the credentials' is)."""
+        return self._factory.account.id if self._factory.account else None
 
     def kinds(self) -> frozenset[str]:
         return frozenset(self._kinds)

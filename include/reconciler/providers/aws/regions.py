@@ -1,11 +1,15 @@
-"""Several regions in one target: one ``AwsProvider`` per region behind one Provider port.
+"""Several regions, several accounts in one target: one ``AwsProvider`` per (account, region)
+behind one Provider port.
 
-Each region's kinds are kinds of their own: the first region keeps the plain names
-(``ec2.Instance``), a further one is ``ec2.Instance@eu-west-1``. So sense observes every
-(kind, region) in parallel and judges each one's completeness alone, and the plan's rule
-"no deletions in a kind observed below 100%" holds per region with no change in the core:
-a region that cannot be listed blocks deletions there only. Actions go to their region's
-provider under the plain kind, so the kind modules never see a region suffix.
+Each place's kinds are kinds of their own: the first place keeps the plain names
+(``ec2.Instance``), a further region of the first account is ``ec2.Instance@eu-west-1``, and
+every region of a further account is ``ec2.Instance@222222222222:eu-west-1`` (session.places).
+So sense observes every (kind, place) in parallel and judges each one's completeness alone,
+and the plan's rule "no deletions in a kind observed below 100%" holds per place with no
+change in the core: an account or a region that cannot be listed (a role that cannot be
+assumed, an outage) blocks deletions there only. Actions go to their place's provider under
+the plain kind, so the kind modules never see a scope. Each account's provider works with the
+role it names (refreshable STS credentials, session.ClientFactory).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from reconciler.core.model import (
 )
 from reconciler.providers.aws.base import ClearSpec
 from reconciler.providers.aws.provider import AwsProvider
-from reconciler.providers.aws.session import AwsOptions, parse_options
+from reconciler.providers.aws.session import AwsOptions, Place, parse_options, places
 
 __all__ = ["MultiRegionAwsProvider", "aws_provider"]
 
@@ -36,15 +40,15 @@ def aws_provider(
     session: Any = None,
     **kwargs: Any,
 ) -> AwsProvider | MultiRegionAwsProvider:
-    """The provider ``options`` ask for: one region, or several (``regions``)."""
+    """The provider ``options`` ask for: one place, or several (``regions``, ``accounts``)."""
     parsed = parse_options(options)
-    if parsed.regions is not None and len(parsed.regions) > 1:
+    if len(places(parsed)) > 1:
         return MultiRegionAwsProvider(target, parsed, session, **kwargs)
     return AwsProvider(target, parsed, session, **kwargs)
 
 
 class MultiRegionAwsProvider:
-    """Observes and converges one target's resources in each of ``options.regions``."""
+    """Observes and converges one target's resources in each of its regions and accounts."""
 
     def __init__(
         self,
@@ -58,22 +62,26 @@ class MultiRegionAwsProvider:
     ) -> None:
         self.target = target
         self.options = parse_options(options)
-        regions = self.options.regions or ()
-        if len(regions) < 2:
-            raise PermanentError("MultiRegionAwsProvider needs two regions or more")
-        self.first = regions[0]
-        # pacing buckets, client tokens and clients are per region, as in AWS
-        self.providers: dict[str, AwsProvider] = {
-            region: AwsProvider(
-                target, self.options.model_copy(update={"region": region, "regions": None}),
-                session, sleep=sleep, monotonic=monotonic,
-                clear_spec=_regional(clear_spec, self._suffix(region)))
-            for region in regions
+        self.places: list[Place] = places(self.options)
+        if len(self.places) < 2:
+            raise PermanentError("MultiRegionAwsProvider needs two regions or accounts or more")
+        self.first = self.places[0].region
+        # pacing buckets, client tokens and clients are per account and region, as in AWS
+        self.providers: dict[str | None, AwsProvider] = {
+            place.scope: AwsProvider(
+                target, place.options(self.options), session, sleep=sleep,
+                monotonic=monotonic, clear_spec=_regional(clear_spec, place.scope))
+            for place in self.places
         }
 
     @property
     def regions(self) -> tuple[str, ...]:
-        return tuple(self.providers)
+        return tuple(dict.fromkeys(place.region for place in self.places))
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """The account ids of ``options.accounts`` (empty: the credentials' own account)."""
+        return tuple(a.id for a in self.options.accounts or ())
 
     @property
     def region(self) -> str:
@@ -81,22 +89,19 @@ class MultiRegionAwsProvider:
 
     @property
     def endpoint_url(self) -> str | None:
-        return self.providers[self.first].endpoint_url
-
-    def _suffix(self, region: str) -> str | None:
-        return None if region == self.first else region
+        return self.providers[None].endpoint_url
 
     def kinds(self) -> frozenset[str]:
-        return frozenset(regional_kind(kind, self._suffix(region))
-                         for region, provider in self.providers.items()
+        return frozenset(regional_kind(kind, scope)
+                         for scope, provider in self.providers.items()
                          for kind in provider.kinds())
 
     def _route(self, kind: str) -> tuple[AwsProvider, str] | None:
-        base, region = split_region(kind)
-        provider = self.providers.get(region or self.first)
-        if region == self.first or provider is None:
-            return None  # the first region is only ever named by the plain kind
-        return provider, base
+        """The provider of ``kind``'s place and the plain kind; None if no place has it (the
+        first place is only ever named by the plain kind)."""
+        base, scope = split_region(kind)
+        provider = self.providers.get(scope)
+        return None if provider is None else (provider, base)
 
     def observe(self, kind: str, timeout_s: float) -> Observation:
         route = self._route(kind)
@@ -126,13 +131,24 @@ class MultiRegionAwsProvider:
         key = ResourceKey(kind=base, name=action.target.name)
         return provider, action.model_copy(update={"target": key})
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        """A boto3 client of ``region`` (default: the first) for tools and tests."""
-        return self.providers[region or self.first].client(service)
+    def client(self, service: str, region: str | None = None,
+               account: str | None = None) -> Any:
+        """A boto3 client of ``region`` (default: the account's first) in ``account``
+        (default: the first account), with that place's credentials, for tools and tests."""
+        def id_of(place: Place) -> str | None:
+            return place.account.id if place.account is not None else None
+
+        wanted = account if account is not None else id_of(self.places[0])
+        found = [p for p in self.places
+                 if id_of(p) == wanted and (region is None or p.region == region)]
+        if not found:
+            raise KeyError(f"{self.target} has no region {region or '(first)'} in account "
+                           f"{wanted or '(own)'}")
+        return self.providers[found[0].scope].client(service)
 
     def __repr__(self) -> str:
         return (f"MultiRegionAwsProvider(target={self.target!r}, "
-                f"regions={list(self.providers)!r})")
+                f"places={[p.scope or p.region for p in self.places]!r})")
 
 
 def _renamed(resource: ObservedResource, kind: str) -> ObservedResource:
