@@ -207,6 +207,11 @@ def test_the_cli_prints_a_multi_account_targets_role_and_caller_policies(
                   - {{id: "111111111111", role_arn: "{role}"}}
                   - {{id: "222222222222", role_arn: "{role.replace('1' * 12, '2' * 12)}"}}
             desired: desired
+        """))
+    # a bad sibling target makes the whole file invalid (every target is checked at load)
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text(textwrap.dedent(f"""\
+        targets:
           bad:
             provider: {{type: aws, options: {{accounts: [{{id: "1", role_arn: "{role}"}}]}}}}
             desired: desired
@@ -229,7 +234,7 @@ def test_the_cli_prints_a_multi_account_targets_role_and_caller_policies(
     assert caller.returncode == 0, caller.stderr
     assert json.loads(caller.stdout) == caller_policy(
         "org", kinds, [role, role.replace("1" * 12, "2" * 12)], direct=False)
-    bad = reconcile("validate", "--target", "bad")
+    bad = reconcile("--config", str(bad_config), "validate", "--target", "bad")
     assert bad.returncode == 1 and bad.stdout == ""
-    assert (f"{config}:12: targets.bad.provider.options.accounts[0].id: an AWS account id is "
+    assert (f"{bad_config}:3: targets.bad.provider.options.accounts[0].id: an AWS account id is "
             "12 digits, quoted") in bad.stderr
