@@ -67,6 +67,24 @@ def test_unowned_look_alikes_are_conflicts_and_never_touched(rig: Rig, moto_url:
     assert report.diff.coverage["ec2.Instance"].unmanaged == 2  # the twin is not ours either
 
 
+def test_an_unowned_instance_without_a_name_tag_is_unmanaged_under_its_id(rig: Rig,
+                                                                        moto_url: str) -> None:
+    bare = boto(moto_url, "ec2").run_instances(ImageId=AMI, InstanceType="t3.nano", MinCount=1,
+                                               MaxCount=1)["Instances"][0]["InstanceId"]
+    before = describe(moto_url, bare)
+    report = rig.cycle([node("web-1")], DELETE_ALL, manual=True)
+    assert report.outcome.status == "converged"
+    assert report.diff is not None
+    assert [str(k) for k in report.diff.unmanaged] == [f"ec2.Instance/{bare}"]
+    assert describe(moto_url, bare) == before  # listed, never touched
+    # and it can be adopted under that name, as `reconcile import` would write it
+    adopted = rig.cycle([node("web-1"), node(bare, instance_type="t3.nano")],
+                        Policy(adopt=True, backoff_base_s=0.1), manual=True)
+    assert adopted.outcome.status == "converged", adopted.outcome.error
+    assert dict(describe(moto_url, bare)["tags"])[TARGET_TAG] == "fleet"
+    assert rig.provider.stats.mutations["ec2.run_instances"] == 1  # web-1 only
+
+
 def test_another_targets_resources_are_not_ours_to_delete(rig: Rig, moto_url: str) -> None:
     other = make_provider(moto_url, target="other")
     Rig(provider=other).cycle([node("db-1"), cluster("shared")])

@@ -9,6 +9,7 @@ scan everything per call: 25 s at 5,000 instances). Looking one instance up by n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from reconciler.awserrors import AwsTemporaryError
@@ -38,6 +39,7 @@ KIND = "ec2.Instance"
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 _AS_SPEC_STATE = {"pending": "running", "running": "running", "stopping": "stopped",
                   "stopped": "stopped"}
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _ASG_TAG = "aws:autoscaling:groupName"  # instances an ASG runs belong to the ASG
 
 
@@ -74,7 +76,8 @@ class Ec2Instances(KindHandler):
             return
         owner = ownership_of(tags)
         mine = owner.owned_by(self.ctx.target)
-        name = owner.name if mine else tags.get("Name")
+        # an unowned instance nobody named is still listed (as unmanaged), under its id
+        name = owner.name if mine else (tags.get("Name") or instance["InstanceId"])
         if not name:
             return
         age = (str(instance.get("LaunchTime", "")), instance["InstanceId"])
@@ -125,6 +128,8 @@ class Ec2Instances(KindHandler):
         ids = self._ids_tagged(NAME_TAG, name)
         if not owned_only:
             ids += [i for i in self._ids_tagged("Name", name) if i not in ids]
+            if _INSTANCE_ID.fullmatch(name) and name not in ids:
+                ids.append(name)  # listed under its id because it has no Name tag
         if not ids:
             return []
         instances = self._describe(ids)
