@@ -42,8 +42,8 @@ class Rig:
                            kinds=("sim.Node", "sim.Workload"), correlation_id=f"c-{self.n}",
                            **request)
         deps = CycleDeps(provider=self.provider, store=self.store, events=self.events,
-                         clock=self.clock, gate=BasicGate(), rules=rules_for(),
-                         rng=random.Random(self.n))
+                         clock=self.clock, gate=BasicGate(policy.allow_empty_desired),
+                         rules=rules_for(), rng=random.Random(self.n))
         return run_cycle(req, deps)
 
     def fleet(self) -> dict[str, dict[str, Any]]:

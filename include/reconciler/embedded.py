@@ -161,7 +161,8 @@ def converge(provider: Any, desired: DesiredState, target: str) -> Any:
                            kinds=tuple(sorted(provider.kinds())), correlation_id=f"{target}-seed",
                            manual=True, approve=True)
     deps = CycleDeps(provider=provider, store=MemoryStore(), events=RecordingSink(),
-                     clock=SystemClock(), gate=BasicGate(), rules=rules_for(),
+                     clock=SystemClock(), gate=BasicGate(allow_empty_desired=True),
+                     rules=rules_for(),
                      rng=random.Random(0))
     return run_cycle(request, deps)
 

@@ -20,7 +20,8 @@ from tests.strategies import desired_from, fleets
 SETTINGS = settings(derandomize=True, max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 EAGER = Policy(auto_apply=("low", "high", "critical"), max_delete_fraction=1.0, max_attempts=10,
-               backoff_base_s=0.01, backoff_cap_s=0.1, jitter=0, max_iterations=3)
+               backoff_base_s=0.01, backoff_cap_s=0.1, jitter=0, max_iterations=3,
+               allow_empty_desired=True)  # random fleets include an empty desired state
 UNOWNED = {"sim.Node/theirs": {"pool": "x"}}
 
 

@@ -46,3 +46,44 @@ def test_a_partial_region_does_not_fail_the_gate_of_a_multi_region_snapshot(gate
     assert verdict.passed, verdict.failures
     single = snapshot(have("sim.Node/a", node()), completeness={"sim.Node": 0.5})
     assert not gate.check(single, desired_state(want("sim.Node/a", node()))).passed
+
+
+def _case(n_have: int, n_want: int, *, dupe: bool = False, want_dupe: bool = False,
+          partial: bool = False, unmanaged: int = 0):
+    owned = [have(f"sim.Node/n{i}", node()) for i in range(n_have)]
+    owned += [have("sim.Node/n0", node())] if dupe else []
+    owned += [have(f"sim.Node/u{i}", node(), managed=False) for i in range(unmanaged)]
+    wanted = [want(f"sim.Node/n{i}", node()) for i in range(n_want)]
+    wanted += [want("sim.Node/n0", node())] if want_dupe else []
+    completeness = {"sim.Node": 0.5} if partial else None
+    return snapshot(*owned, completeness=completeness), desired_state(*wanted)
+
+
+GATE_CASES = {
+    "clean": _case(3, 3),
+    "duplicate snapshot id": _case(3, 3, dupe=True),
+    "duplicate desired id": _case(1, 2, want_dupe=True),
+    "partial read": _case(3, 3, partial=True),
+    "empty desired": _case(2, 0),
+    "at the managed bound": _case(12, 1),
+    "over the managed bound": _case(13, 1),
+    "unmanaged do not count toward the bound": _case(12, 1, unmanaged=30),
+}
+
+
+@pytest.mark.parametrize("allow_empty", [False, True])
+@pytest.mark.parametrize("name", sorted(GATE_CASES))
+def test_both_drivers_gates_hold_one_rule_set(name, allow_empty):
+    """The CLI's gate (plain Python) and Airflow's (great-expectations) give the same verdict:
+    a snapshot the Airflow path would not delete from is not deleted from by `reconcile apply`."""
+    from reconciler.core.gate import BasicGate
+
+    snap, desired = GATE_CASES[name]
+    gx = GxGate(Policy(allow_empty_desired=allow_empty)).check(snap, desired)
+    basic = BasicGate(allow_empty).check(snap, desired)
+    assert gx.passed == basic.passed, (gx.failures, basic.failures)
+    assert len(gx.failures) >= 1 if not basic.passed else not gx.failures
+    expected_pass = name in {"clean", "at the managed bound",
+                             "unmanaged do not count toward the bound"} or (
+        name == "empty desired" and allow_empty)
+    assert basic.passed is expected_pass, basic.failures

@@ -157,7 +157,8 @@ class Target:
     def deps(self, events: EventSink, gate: SnapshotGate | None = None,
              seed: int | None = None) -> CycleDeps:
         return CycleDeps(provider=self.provider, store=self.store, events=events,
-                         clock=SystemClock(), gate=gate or BasicGate(),
+                         clock=SystemClock(),
+                         gate=gate or BasicGate(self.config.policy.allow_empty_desired),
                          rules=rules_for(list(self.kinds())), rng=random.Random(seed))
 
 
