@@ -18,6 +18,7 @@ from reconciler.orchestration.taskgraph import (
     Compared,
     PassDecision,
     PlanSummary,
+    Preview,
     Sensed,
     Validated,
     Verification,
@@ -57,6 +58,17 @@ def read_xcom(model: type[M], value: Any, what: str) -> M:
         return tg.from_xcom(model, value, what)
     except tg.MalformedXCom as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def _pulled(model: type[M], task_id: str, key: str = "return_value") -> M | None:
+    """Another task's XCom, validated; ``None`` when that task left none (it skipped)."""
+    value = get_current_context()["ti"].xcom_pull(task_ids=task_id, key=key)
+    return None if value is None else read_xcom(model, value, task_id)
+
+
+def _needed(model: type[M], task_id: str) -> M:
+    """Another task's XCom, validated; that task must have left one."""
+    return read_xcom(model, get_current_context()["ti"].xcom_pull(task_ids=task_id), task_id)
 
 
 def _fail_on_bad_input(fn: Callable[[], Any]) -> Any:
@@ -186,14 +198,11 @@ def _keep_going(target: str, pass_no: int) -> PassDecision:
     the drift keeps falling and the deadline and iteration bound allow."""
     if pass_no == 1:
         return PassDecision(proceed=True)
-    ti = get_current_context()["ti"]
-    verified = [read_xcom(Verification, v, tg.verify_task(i)) if v is not None else None
-                for i, v in ((i, ti.xcom_pull(task_ids=tg.verify_task(i)))
-                             for i in range(1, pass_no))]
+    verified = [_pulled(Verification, tg.verify_task(i)) for i in range(1, pass_no)]
     last = verified[-1]
     if last is None or last.settled:
         return PassDecision(proceed=False, reason="previous pass settled")
-    initial = read_xcom(Compared, ti.xcom_pull(task_ids=tg.COMPARE), tg.COMPARE)
+    initial = _needed(Compared, tg.COMPARE)
     drifts = [initial.drift, *[v.drift for v in verified if v]]
     decision: PassDecision = _step(target).should_continue(drifts, pass_no, _since_run_start())
     return decision
@@ -201,11 +210,9 @@ def _keep_going(target: str, pass_no: int) -> PassDecision:
 
 def _snapshot_ref(pass_no: int) -> str:
     """The freshest snapshot a pass plans from: sense's, or the previous pass's verify's."""
-    ti = get_current_context()["ti"]
     if pass_no == 1:
-        return read_xcom(Sensed, ti.xcom_pull(task_ids=tg.SENSE), tg.SENSE).ref
-    previous = tg.verify_task(pass_no - 1)
-    return read_xcom(Verification, ti.xcom_pull(task_ids=previous), previous).snapshot_ref
+        return _needed(Sensed, tg.SENSE).ref
+    return _needed(Verification, tg.verify_task(pass_no - 1)).snapshot_ref
 
 
 def plan(target: str, pass_no: int, validated: XComJson) -> list[XComJson]:
@@ -236,10 +243,9 @@ def plan(target: str, pass_no: int, validated: XComJson) -> list[XComJson]:
 def rollback(target: str, max_iterations: int) -> XComJson:
     """Undo the failed wave of the pass that failed (the last pass that planned: a failed batch
     stops the run, so later passes never plan)."""
-    ti = get_current_context()["ti"]
-    summaries = [(tg.plan_task(i), ti.xcom_pull(task_ids=tg.plan_task(i), key=tg.SUMMARY_KEY))
+    summaries = [_pulled(PlanSummary, tg.plan_task(i), tg.SUMMARY_KEY)
                  for i in range(1, max_iterations + 1)]
-    planned = [read_xcom(PlanSummary, s, task) for task, s in summaries if s]
+    planned = [s for s in summaries if s]
     if not planned:
         raise AirflowSkipException("no pass planned anything: nothing to roll back")
     return _step(target).rollback(planned[-1]).model_dump(mode="json")
@@ -270,7 +276,6 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
 
 def record(target: str, max_iterations: int) -> XComJson:
     ctx = get_current_context()
-    ti = ctx["ti"]
     step = _step(target)
     _begin(step)  # a run whose first task never ran still ends with an outcome
     from reconciler_airflow.ui.runlinks import record_run_link
@@ -281,7 +286,7 @@ def record(target: str, max_iterations: int) -> XComJson:
     if not state.dry_run:
         record_run_link(step.target.store, target, step.correlation_id, ctx["dag_run"].dag_id,
                         ctx["run_id"], diff_ref=state.diff_ref or None,
-                        preview_ref=_preview_ref(ti))
+                        preview_ref=_preview_ref())
     outcome = step.record(failed_tasks=_failed_tasks(ctx))
     if not state.dry_run:
         from reconciler_airflow.notify import after_record
@@ -298,13 +303,11 @@ def record(target: str, max_iterations: int) -> XComJson:
     return outcome.model_dump(mode="json")
 
 
-def _preview_ref(ti: Any) -> str | None:
+def _preview_ref() -> str | None:
     """The dry-run preview's plan, when ``report`` ran (``record`` runs whatever happened: a
     missing report is no error here, but a malformed one is)."""
-    from reconciler.orchestration.taskgraph import Preview
-
-    found = ti.xcom_pull(task_ids=tg.REPORT)
-    return read_xcom(Preview, found, tg.REPORT).plan_ref if found else None
+    found = _pulled(Preview, tg.REPORT)
+    return found.plan_ref if found else None
 
 
 def _failed_tasks(ctx: Any) -> list[str]:
