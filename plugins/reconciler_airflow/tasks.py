@@ -200,10 +200,10 @@ def _keep_going(target: str, pass_no: int) -> PassDecision:
         return PassDecision(proceed=True)
     verified = [_pulled(Verification, tg.verify_task(i)) for i in range(1, pass_no)]
     last = verified[-1]
-    if last is None or last.settled:
+    if last is None or last.check.settled:
         return PassDecision(proceed=False, reason="previous pass settled")
     initial = _needed(Compared, tg.COMPARE)
-    drifts = [initial.drift, *[v.drift for v in verified if v]]
+    drifts = [initial.drift, *[v.check.drift for v in verified if v]]
     decision: PassDecision = _step(target).should_continue(drifts, pass_no, _since_run_start())
     return decision
 
@@ -212,7 +212,7 @@ def _snapshot_ref(pass_no: int) -> str:
     """The freshest snapshot a pass plans from: sense's, or the previous pass's verify's."""
     if pass_no == 1:
         return _needed(Sensed, tg.SENSE).ref
-    return _needed(Verification, tg.verify_task(pass_no - 1)).snapshot_ref
+    return _needed(Verification, tg.verify_task(pass_no - 1)).check.snapshot_ref
 
 
 def plan(target: str, pass_no: int, validated: XComJson) -> list[XComJson]:
@@ -262,10 +262,12 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
     result: Verification = step.verify(pass_no, since, time.time())
     step.artifacts.put(state_name, {"within_since": result.within_since})
     # creates the provider does not list yet (eventual consistency): poke again for them
-    done = result.settled or (not result.within and not result.in_flight)
+    check = result.check
+    done = check.settled or (not check.within and not check.in_flight)
     if not done and _since_run_start() >= step.policy.cycle_deadline_seconds:
         # say so, rather than time out
-        done, result = True, result.model_copy(update={"deadline": True})
+        done, result = True, result.model_copy(
+            update={"check": check.model_copy(update={"deadline": True})})
     if done:
         step.verified(result)
     else:

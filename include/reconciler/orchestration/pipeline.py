@@ -20,6 +20,7 @@ from reconciler.core.cycle import (
     CycleState,
     Route,
     Stop,
+    Verified,
     approval_stop,
     conclude,
     decide_route,
@@ -289,10 +290,11 @@ class Step(CycleStateSteps, ActuationSteps):
         within = not waiting and within_tolerance(result.drift, self.policy.tolerance)
         since = (within_since if within_since is not None else now) if within else None
         settled = within and now - (since or now) >= self.policy.settle_seconds
-        return Verification(pass_no=pass_no, snapshot_ref=sensed.ref, drift=result.drift,
-                            within=within, within_since=since, settled=settled,
-                            in_flight=waiting, poke_factor=sensed.poke_factor,
-                            conflicts_only=() if result.counts.to_act_on else result.conflicts)
+        check = Verified(drift=result.drift, within=within, settled=settled, in_flight=waiting,
+                         conflicts_only=() if result.counts.to_act_on else result.conflicts,
+                         snapshot_ref=sensed.ref)
+        return Verification(pass_no=pass_no, check=check, within_since=since,
+                            poke_factor=sensed.poke_factor)
 
     def verified(self, result: Verification) -> None:
         """Keep a pass's final verify (and the fields its updates set) in the state."""
@@ -305,7 +307,7 @@ class Step(CycleStateSteps, ActuationSteps):
             changed = changed_fields(plan.actions, forward)
         except Exception:  # no plan for this pass (a missing file or S3 key)
             pass
-        self.save(state.with_pass(record.model_copy(update={"verified": result.check(),
+        self.save(state.with_pass(record.model_copy(update={"verified": result.check,
                                                             "changed": changed})))
 
     def should_continue(self, drifts: list[Drift], pass_no: int,

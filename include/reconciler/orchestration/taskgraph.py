@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError, model_validator
 
+from reconciler.core.cycle import Verified
+from reconciler.core.fidelity import degraded
 from reconciler.core.model import CycleStatus, Drift, Fidelity, Frozen, Risk
 
-if TYPE_CHECKING:  # the DAG factory imports this module at parse time: keep it light
-    from reconciler.core.cycle import Verified
+if TYPE_CHECKING:
     from reconciler.core.gate import GateVerdict
     from reconciler.core.model import Diff, Plan, Snapshot
     from reconciler.core.policy import Policy
@@ -111,8 +112,6 @@ class Sensed(Frozen):
 
     @classmethod
     def of(cls, snap: Snapshot, ref: str, policy: Policy) -> Sensed:
-        from reconciler.core.fidelity import degraded
-
         return cls(ref=ref, completeness=snap.completeness, fidelity=snap.fidelity,
                    count=len(snap.resources), latency_s=snap.latency_s,
                    in_flight=len(snap.in_flight),
@@ -247,25 +246,13 @@ class RolledBack(Frozen):
 
 
 class Verification(Frozen):
-    """One verify poke's judgement of a pass; ``check`` is what the cycle's state keeps."""
+    """One verify poke's judgement of pass ``pass_no``: ``check`` (core.cycle's, what the
+    cycle's state keeps) and what the sensor needs to poke on."""
 
     pass_no: int
-    snapshot_ref: str
-    drift: Drift
-    within: bool
-    within_since: float | None = None
-    settled: bool
-    in_flight: int = 0
-    conflicts_only: tuple[str, ...] = ()
+    check: Verified
+    within_since: float | None = None  # within tolerance since (settled after settle_seconds)
     poke_factor: float = 1.0
-    deadline: bool = False  # ended at the cycle deadline rather than time out
-
-    def check(self) -> Verified:
-        from reconciler.core.cycle import Verified
-
-        return Verified(drift=self.drift, within=self.within, settled=self.settled,
-                        in_flight=self.in_flight, conflicts_only=self.conflicts_only,
-                        deadline=self.deadline, snapshot_ref=self.snapshot_ref)
 
 
 class PassDecision(Frozen):
