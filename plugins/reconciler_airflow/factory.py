@@ -25,6 +25,7 @@ from airflow.sdk import (
 
 from reconciler.config import TargetConfig, config_path, load_config_lenient
 from reconciler.core.errors import InvalidConfig
+from reconciler.orchestration import taskgraph as tg
 from reconciler_airflow import privilege, tasks
 from reconciler_airflow.compat import dag_class
 from reconciler_airflow.operators import ActuateOperator, PlanApproval
@@ -165,37 +166,37 @@ def build_dag(cfg: TargetConfig) -> DAG:
 
 def _wire(cfg: TargetConfig) -> None:
     name, policy = cfg.name, cfg.policy
-    sense = PythonSensor(task_id="sense", python_callable=tasks.sense, op_args=[name],
+    sense = PythonSensor(task_id=tg.SENSE, python_callable=tasks.sense, op_args=[name],
                          mode="reschedule",
                          poke_interval=min(30.0, max(1.0, policy.sense_deadline_seconds / 10)),
                          timeout=policy.sense_deadline_seconds * 2 + 60)
-    validate = _call(tasks.validate, name, sense.output)
-    compare = _call(tasks.compare, name, sense.output, validate.output)
-    route = BranchPythonOperator(task_id="route", python_callable=tasks.route,
+    validate = _call(tg.VALIDATE, tasks.validate, name, sense.output)
+    compare = _call(tg.COMPARE, tasks.compare, name, sense.output, validate.output)
+    route = BranchPythonOperator(task_id=tg.ROUTE, python_callable=tasks.route,
                                  op_args=[name, compare.output])
-    report = _call(tasks.report, name, sense.output)
-    page = _call(tasks.page, name, compare.output)
+    report = _call(tg.REPORT, tasks.report, name, sense.output)
+    page = _call(tg.PAGE, tasks.page, name, compare.output)
     route >> [report, page]
     previous: Any = route
     actuates: list[Any] = []
     for pass_no in range(1, policy.max_iterations + 1):
-        with TaskGroup(group_id=f"pass_{pass_no}"):
+        with TaskGroup(group_id=tg.pass_group(pass_no)):
             previous, actuate = _pass(cfg, pass_no, previous, validate)
         actuates.append(actuate)
     # One rollback for every pass: a failed batch stops the run, so at most one pass fails.
-    rollback = _call(tasks.rollback, name, policy.max_iterations,
+    rollback = _call(tg.ROLLBACK, tasks.rollback, name, policy.max_iterations,
                      trigger_rule=TriggerRule.ONE_FAILED)
     actuates >> rollback
     # the asset event goes out through an alias, only when the cycle converged
-    record = _call(tasks.record, name, policy.max_iterations, trigger_rule=TriggerRule.ALL_DONE,
-                   outlets=[tasks.converged_alias(name)])
+    record = _call(tg.RECORD, tasks.record, name, policy.max_iterations,
+                   trigger_rule=TriggerRule.ALL_DONE, outlets=[tasks.converged_alias(name)])
     [route, previous, report, page, rollback] >> record
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> PythonOperator:
-    """A task named after its callable. Classic operators, not ``@task``: a decorated task
+def _call(task_id: str, fn: Any, *args: Any, **kwargs: Any) -> PythonOperator:
+    """A task (its id from ``taskgraph``). Classic operators, not ``@task``: a decorated task
     costs the dag-processor about twice as much to build (signature inspection per call)."""
-    return PythonOperator(task_id=fn.__name__, python_callable=fn, op_args=list(args), **kwargs)
+    return PythonOperator(task_id=task_id, python_callable=fn, op_args=list(args), **kwargs)
 
 
 def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tuple[Any, Any]:
@@ -204,17 +205,17 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tupl
     asks for more; a later pass whose plan would need approval ends the cycle instead (see
     :func:`tasks.plan`), so a human approves one plan per cycle, never one they did not see."""
     name, policy = cfg.name, cfg.policy
-    plan = _call(tasks.plan, name, pass_no, validate.output)
+    plan = _call(tg.PLAN, tasks.plan, name, pass_no, validate.output)
     previous >> plan
     actuate = ActuateOperator.partial(
-        task_id="actuate", target=name, pool=pool_name(name),
+        task_id=tg.ACTUATE, target=name, pool=pool_name(name),
         map_index_template="{{ task.batch['label'] }}", wait_s=policy.cycle_deadline_seconds,
         execution_timeout=timedelta(seconds=policy.cycle_deadline_seconds),
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
     ).expand(batch=plan.output)
     if pass_no == 1:
         approve = PlanApproval(
-            target=name, pass_no=pass_no, task_id="approve",
+            target=name, pass_no=pass_no, task_id=tg.APPROVE,
             subject=f"Approve the reconcile plan for {name}",
             body=_approval_body(pass_no), defaults="Reject",
             response_timeout=timedelta(seconds=policy.cycle_deadline_seconds),
@@ -223,7 +224,7 @@ def _pass(cfg: TargetConfig, pass_no: int, previous: Any, validate: Any) -> tupl
         plan >> approve >> actuate
     # not downstream of approve: a rejection skips approve's direct downstream (actuate),
     # and verify still observes and reports the unapproved drift
-    verify = PythonSensor(task_id="verify", python_callable=tasks.verify,
+    verify = PythonSensor(task_id=tg.VERIFY, python_callable=tasks.verify,
                           op_args=[name, pass_no], mode="reschedule",
                           poke_interval=max(1.0, min(60.0, policy.settle_seconds / 3 or 1.0)),
                           timeout=policy.cycle_deadline_seconds,
@@ -244,7 +245,7 @@ def _approval_notifiers(cfg: TargetConfig, pass_no: int) -> list[Any]:
 
 
 def _approval_body(pass_no: int) -> str:
-    plan = f"ti.xcom_pull(task_ids='pass_{pass_no}.plan', key='summary')"
+    plan = f"ti.xcom_pull(task_ids='{tg.plan_task(pass_no)}', key='{tg.SUMMARY_KEY}')"
     return (
         "### Plan {{ " + plan + "['hash'][:12] }}\n\n"
         "Counts: `{{ " + plan + "['counts'] }}`, max risk **{{ " + plan + "['max_risk'] }}**\n\n"

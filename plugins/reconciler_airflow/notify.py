@@ -293,14 +293,15 @@ class ApprovalNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         try:
-            summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan",
-                                              key="summary") or {}
+            from reconciler.orchestration import taskgraph as tg
             from reconciler_airflow.tasks import correlation_id
 
+            task = tg.plan_task(self.pass_no)
+            summary = tg.from_xcom(tg.PlanSummary, context["ti"].xcom_pull(
+                task_ids=task, key=tg.SUMMARY_KEY), task)
             notice = Notice("approval_needed", self.target, "warning", {
-                "plan": str(summary.get("hash", ""))[:12], "counts": summary.get("counts"),
-                "max risk": summary.get("max_risk"),
-                "why": "; ".join(summary.get("approval_reasons") or [])},
+                "plan": summary.hash[:12], "counts": summary.counts,
+                "max risk": summary.max_risk, "why": "; ".join(summary.approval_reasons)},
                 correlation_id(self.target), required_action_link(context))
             announce(self.channels, notice, context=context)
         except Exception:  # the approval itself must still be asked for

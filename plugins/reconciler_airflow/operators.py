@@ -13,6 +13,8 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from reconciler.orchestration import taskgraph as tg
+from reconciler.orchestration.taskgraph import ApprovalDecision, Batch, PlanSummary, XComJson
 from reconciler_airflow.links import CycleLink
 from reconciler_airflow.triggers import WaveReadyTrigger
 
@@ -31,14 +33,23 @@ class ActuateOperator(BaseOperator):
     ui_color = "#f0e4d0"
     operator_extra_links = (CycleLink(),)
 
-    def __init__(self, *, target: str, batch: dict[str, Any], wait_s: float = 900,
+    def __init__(self, *, target: str, batch: XComJson, wait_s: float = 900,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # kept as the XCom's JSON (map_index_template renders its label); read by _batch()
         self.target, self.batch, self.wait_s = target, batch, wait_s
 
-    def execute(self, context: Any) -> dict[str, int]:
+    def _batch(self) -> Batch:
+        """This task's batch, validated first: a hand-edited XCom fails the task, unretried,
+        before any provider call."""
+        from reconciler_airflow.tasks import read_xcom
+
+        return read_xcom(Batch, self.batch, f"{self.task_id} batch")
+
+    def execute(self, context: Any) -> XComJson:
+        batch = self._batch()
         step = self._step()
-        status = step.wave_status(self.batch["plan_ref"], self.batch["wave"])
+        status = step.wave_status(batch.plan_ref, batch.wave)
         if status == "wait" and _in_process_test():
             # dag.test() / `airflow dags test` run tasks one at a time in this process and a
             # deferral's trigger inline: a batch deferred there for an earlier wave would block
@@ -47,24 +58,25 @@ class ActuateOperator(BaseOperator):
                 reschedule_date=datetime.now(UTC) + timedelta(seconds=1))
         if status == "wait":
             self.defer(
-                trigger=WaveReadyTrigger(self.target, step.correlation_id, self.batch["plan_ref"],
-                                         self.batch["wave"], timeout_s=self.wait_s),
+                trigger=WaveReadyTrigger(self.target, step.correlation_id, batch.plan_ref,
+                                         batch.wave, timeout_s=self.wait_s),
                 method_name="resume", timeout=timedelta(seconds=self.wait_s + 60))
         return self.resume(context, {"status": status})
 
-    def resume(self, context: Any, event: dict[str, Any]) -> dict[str, int]:
+    def resume(self, context: Any, event: dict[str, Any]) -> XComJson:
+        batch = self._batch()
         if event.get("status") == "abort":
             raise AirflowSkipException("this pass was stood down: a batch failed (see rollback) "
                                        "or the approved plan went stale (see approve)")
         if event.get("status") != "ready":
-            raise TimeoutError(f"wave {self.batch['wave'] + 1} never became ready")
+            raise TimeoutError(f"wave {batch.wave + 1} never became ready")
         from reconciler.orchestration.pipeline import BatchRefused
 
         try:
-            counts: dict[str, int] = self._step().actuate(self.batch)
+            counts = self._step().actuate(batch)
         except BatchRefused as exc:  # no lease, no approval, past the deadline: no retry helps
             raise AirflowFailException(str(exc)) from exc
-        return counts
+        return dict(counts.model_dump(mode="json"))
 
     def _step(self) -> Any:
         from reconciler_airflow.tasks import correlation_id
@@ -113,28 +125,40 @@ class PlanApproval(ApprovalOperator):
         return ActuateOperator._open(self.target, correlation_id(self.target))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        summary = self._summary(context)
         chosen = list(event.get("chosen_options") or [])
         user = event.get("responded_by_user") or {}
-        decision = {"approved": self.APPROVE in chosen, "timed_out": bool(event.get("timedout")),
-                    "by": (user.get("name") or user.get("id")) if isinstance(user, dict) else None}
-        if decision["approved"] and not self._assignee(user):
+        by = (user.get("name") or user.get("id")) if isinstance(user, dict) else None
+        decision = ApprovalDecision(approved=self.APPROVE in chosen,
+                                    timed_out=bool(event.get("timedout")),
+                                    by=str(by) if by is not None else None)
+        if decision.approved and not self._assignee(user):
             # Airflow's API refuses non-assignees unless every user is an admin
             # (simple_auth_manager_all_admins): the target's approvers still decide
-            self.log.warning("approval by %s refused: not an approver of %s", decision["by"],
+            self.log.warning("approval by %s refused: not an approver of %s", decision.by,
                              self.target)
-            decision.update(approved=False, refused=True)
+            decision = decision.model_copy(update={"approved": False, "refused": True})
             event = {**event, "chosen_options": [self.REJECT]}  # skip actuate, as a rejection
-        if decision["approved"]:
-            decision["stale"] = self._still_valid(context)
-            if not decision["stale"]:
-                self._record_approval(context, decision)
-        context["ti"].xcom_push(key="decision", value=decision)
-        self._step().approval(self.pass_no, "stale" if decision.get("stale") else
-                              "approved" if decision["approved"] else
-                              "timed_out" if decision["timed_out"] else "rejected",
-                              decision.get("stale"))
-        self._audit(context, decision)
+        if decision.approved:
+            decision = decision.model_copy(update={"stale": self._still_valid(summary)})
+            if not decision.stale:
+                self._record_approval(summary, decision)
+        context["ti"].xcom_push(key=tg.DECISION_KEY, value=decision.model_dump(mode="json"))
+        self._step().approval(self.pass_no, "stale" if decision.stale else
+                              "approved" if decision.approved else
+                              "timed_out" if decision.timed_out else "rejected",
+                              list(decision.stale))
+        self._audit(summary, decision)
         return super().execute_complete(context, event)
+
+    def _summary(self, context: Any) -> PlanSummary:
+        """The plan this approval answers for, validated first: a decision on a malformed or
+        missing summary must not record an approval of anything."""
+        from reconciler_airflow.tasks import read_xcom
+
+        task = tg.plan_task(self.pass_no)
+        return read_xcom(PlanSummary, context["ti"].xcom_pull(task_ids=task, key=tg.SUMMARY_KEY),
+                     task)
 
     def _assignee(self, user: Any) -> bool:
         """Whether the responder is one of the task's assigned users (anyone, when none)."""
@@ -143,39 +167,28 @@ class PlanApproval(ApprovalOperator):
         uid = str(user.get("id")) if isinstance(user, dict) else None
         return uid in {str(u["id"]) for u in self.assigned_users}
 
-    def _record_approval(self, context: Any, decision: dict[str, Any]) -> None:
+    def _record_approval(self, summary: PlanSummary, decision: ApprovalDecision) -> None:
         """The store's approval of this plan hash is what lets ``actuate`` act (core.guard):
         marking this task successful by hand records none, so nothing beyond policy runs."""
-        from reconciler_airflow.tasks import correlation_id
+        self._step().approve(summary.hash, decision.actor)
 
-        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
-        step = ActuateOperator._open(self.target, correlation_id(self.target))
-        step.approve(summary["hash"], f"airflow:{decision['by'] or 'unknown'}")
-
-    def _still_valid(self, context: Any) -> list[str]:
+    def _still_valid(self, summary: PlanSummary) -> list[str]:
         """An approval may come long after the plan: re-check it against a fresh observation
         and, if the fleet moved on, stand the batches down instead of applying it late."""
-        from reconciler_airflow.tasks import correlation_id
-
-        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
-        step = ActuateOperator._open(self.target, correlation_id(self.target))
-        stale: list[str] = step.revalidate(summary["plan_ref"])
+        step = self._step()
+        stale: list[str] = step.revalidate(summary.plan_ref)
         if stale:
             self.log.warning("approved plan %s is stale, nothing applied: %s",
-                             summary["hash"][:12], stale)
-            step.abort(summary["hash"], "the approved plan went stale")
+                             summary.hash[:12], stale)
+            step.abort(summary.hash, "the approved plan went stale")
         return stale
 
-    def _audit(self, context: Any, decision: dict[str, Any]) -> None:
-        from reconciler_airflow.tasks import correlation_id
-
-        cid = correlation_id(self.target)
-        summary = context["ti"].xcom_pull(task_ids=f"pass_{self.pass_no}.plan", key="summary")
-        step = ActuateOperator._open(self.target, cid)
+    def _audit(self, summary: PlanSummary, decision: ApprovalDecision) -> None:
+        step = self._step()
         step.target.store.record_operator(
-            self.target, f"airflow:{decision['by'] or 'unknown'}",
-            "plan_stale" if decision.get("stale") else
-            "approval_refused" if decision.get("refused") else
-            "plan_approved" if decision["approved"] else "plan_rejected",
-            {"plan_hash": (summary or {}).get("hash"), "timed_out": decision["timed_out"],
-             "stale": decision.get("stale", [])}, cid)
+            self.target, decision.actor,
+            "plan_stale" if decision.stale else
+            "approval_refused" if decision.refused else
+            "plan_approved" if decision.approved else "plan_rejected",
+            {"plan_hash": summary.hash, "timed_out": decision.timed_out,
+             "stale": list(decision.stale)}, step.correlation_id)

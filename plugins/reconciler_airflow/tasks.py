@@ -11,14 +11,28 @@ from typing import Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, PokeReturnValue, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from pydantic import BaseModel
+
+from reconciler.orchestration import taskgraph as tg
+from reconciler.orchestration.taskgraph import (
+    Compared,
+    PassDecision,
+    PlanSummary,
+    Preview,
+    Sensed,
+    Validated,
+    Verification,
+    XComJson,
+)
 
 __all__ = [
     "correlation_id", "sense", "validate", "compare", "route", "report", "page", "plan",
-    "rollback", "verify", "record", "converged_alias", "target_asset",
+    "rollback", "verify", "record", "converged_alias", "target_asset", "read_xcom",
 ]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
 
 
 def correlation_id(target: str) -> str:
@@ -35,6 +49,26 @@ def _step(target: str) -> Any:
     digestkey.install()
     stats.install()
     return Step.open(target, correlation_id(target))
+
+
+def read_xcom(model: type[M], value: Any, what: str) -> M:
+    """An XCom validated back into the value it holds, first thing in a task: a malformed or
+    hand-edited one fails the task at once (no retry fixes it), before any provider call."""
+    try:
+        return tg.from_xcom(model, value, what)
+    except tg.MalformedXCom as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _pulled(model: type[M], task_id: str, key: str = "return_value") -> M | None:
+    """Another task's XCom, validated; ``None`` when that task left none (it skipped)."""
+    value = get_current_context()["ti"].xcom_pull(task_ids=task_id, key=key)
+    return None if value is None else read_xcom(model, value, task_id)
+
+
+def _needed(model: type[M], task_id: str) -> M:
+    """Another task's XCom, validated; that task must have left one."""
+    return read_xcom(model, get_current_context()["ti"].xcom_pull(task_ids=task_id), task_id)
 
 
 def _fail_on_bad_input(fn: Callable[[], Any]) -> Any:
@@ -81,15 +115,16 @@ def sense(target: str) -> PokeReturnValue:
     step = _step(target)
     _begin(step)
     params = _params()
-    seen = step.sense("sense", params.get("only_kinds") or None,
-                      remember=not params.get("dry_run"))
-    if seen["complete_enough"]:
-        return PokeReturnValue(is_done=True, xcom_value=seen)
-    _pace_pokes(seen["poke_factor"])
+    seen: Sensed = step.sense("sense", params.get("only_kinds") or None,
+                              remember=not params.get("dry_run"))
+    if seen.complete_enough:
+        return PokeReturnValue(is_done=True, xcom_value=seen.model_dump(mode="json"))
+    _pace_pokes(seen.poke_factor)
     if _since_run_start() >= step.policy.sense_deadline_seconds:
         log.warning("sense deadline reached with completeness %.2f: going on; no deletions for "
-                    "incomplete kinds: %s", seen["completeness"], seen["kinds"])
-        return PokeReturnValue(is_done=True, xcom_value={**seen, "incomplete": True})
+                    "incomplete kinds: %s", seen.completeness, seen.kinds)
+        went_on = seen.model_copy(update={"incomplete": True})
+        return PokeReturnValue(is_done=True, xcom_value=went_on.model_dump(mode="json"))
     return PokeReturnValue(is_done=False)
 
 
@@ -105,102 +140,115 @@ def _pace_pokes(factor: float) -> None:
     task.poke_interval = poke_interval(base, factor)
 
 
-def validate(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
+def validate(target: str, sensed: XComJson) -> XComJson:
     from reconciler.orchestration.quality import GxGate
 
+    seen = read_xcom(Sensed, sensed, tg.SENSE)
     step = _step(target)
     pinned = _params().get("desired_version")
-    result = _fail_on_bad_input(lambda: step.validate(sensed["ref"], GxGate(step.policy)))
-    if pinned and pinned != result["desired_version"]:
+    result: Validated = _fail_on_bad_input(lambda: step.validate(seen.ref, GxGate(step.policy)))
+    if pinned and pinned != result.desired_version:
         raise AirflowFailException(f"desired_version {pinned} requested, but the source now "
-                                   f"holds {result['desired_version']}")
-    if not result["passed"]:
-        log.warning("quality gate failed (deletions will be blocked): %s", result["failures"])
-    return result
+                                   f"holds {result.desired_version}")
+    if not result.passed:
+        log.warning("quality gate failed (deletions will be blocked): %s", result.failures)
+    return result.model_dump(mode="json")
 
 
-def compare(target: str, sensed: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
+def compare(target: str, sensed: XComJson, validated: XComJson) -> XComJson:
+    seen = read_xcom(Sensed, sensed, tg.SENSE)
+    read_xcom(Validated, validated, tg.VALIDATE)
     kinds = _params().get("only_kinds") or None
-    return _fail_on_bad_input(lambda: _step(target).compare(sensed["ref"], kinds))
+    result: Compared = _fail_on_bad_input(lambda: _step(target).compare(seen.ref, kinds))
+    return result.model_dump(mode="json")
 
 
-def route(target: str, compared: dict[str, Any]) -> list[str]:
+def route(target: str, compared: XComJson) -> list[str]:
     from reconciler_airflow.privilege import reset_actor
 
+    drift = read_xcom(Compared, compared, tg.COMPARE).drift
     params, step = _params(), _step(target)
     dry_run = bool(params.get("dry_run"))
     actor = reset_actor(step, get_current_context()["dag_run"],
                         bool(params.get("reset_breaker")) and not dry_run)
-    decision = step.route(compared["drift"], dry_run=dry_run, reset_breaker=actor is not None,
+    decision = step.route(drift, dry_run=dry_run, reset_breaker=actor is not None,
                           actor=actor or "airflow")
-    get_current_context()["ti"].xcom_push(key="decision", value=decision.model_dump(mode="json"))
-    return {"record": ["record"], "report": ["report"], "plan": ["pass_1.plan"],
-            "page": ["page", "pass_1.plan"]}[decision.route]
+    get_current_context()["ti"].xcom_push(key=tg.DECISION_KEY,
+                                          value=decision.model_dump(mode="json"))
+    return {"record": [tg.RECORD], "report": [tg.REPORT], "plan": [tg.plan_task(1)],
+            "page": [tg.PAGE, tg.plan_task(1)]}[decision.route]
 
 
-def report(target: str, sensed: dict[str, Any]) -> dict[str, Any]:
-    return _step(target).preview(sensed["ref"])
+def report(target: str, sensed: XComJson) -> XComJson:
+    seen = read_xcom(Sensed, sensed, tg.SENSE)
+    return _step(target).preview(seen.ref).model_dump(mode="json")
 
 
-def page(target: str, compared: dict[str, Any]) -> int:
+def page(target: str, compared: XComJson) -> int:
     from reconciler_airflow.alerts import page_critical
 
+    found = read_xcom(Compared, compared, tg.COMPARE)
     where = _step(target).target
-    return page_critical(target, correlation_id(target), compared, env=where.config.env,
-                         alerts=where.config.alerts, store=where.store)
+    return page_critical(target, correlation_id(target), found.model_dump(mode="json"),
+                         env=where.config.env, alerts=where.config.alerts, store=where.store)
 
 
-def _keep_going(target: str, pass_no: int) -> dict[str, Any]:
+def _keep_going(target: str, pass_no: int) -> PassDecision:
     """Pass 1 runs once routed here; later passes only while the previous pass did not settle,
     the drift keeps falling and the deadline and iteration bound allow."""
     if pass_no == 1:
-        return {"continue": True, "status": None, "reason": ""}
-    ti = get_current_context()["ti"]
-    verified = [ti.xcom_pull(task_ids=f"pass_{i}.verify") for i in range(1, pass_no)]
+        return PassDecision(proceed=True)
+    verified = [_pulled(Verification, tg.verify_task(i)) for i in range(1, pass_no)]
     last = verified[-1]
-    if not last or last.get("settled"):
-        return {"continue": False, "status": None, "reason": "previous pass settled"}
-    initial = ti.xcom_pull(task_ids="compare")
-    drifts = [initial["drift"], *[v["drift"] for v in verified if v]]
-    return dict(_step(target).should_continue(drifts, pass_no, _since_run_start()))
+    if last is None or last.check.settled:
+        return PassDecision(proceed=False, reason="previous pass settled")
+    initial = _needed(Compared, tg.COMPARE)
+    drifts = [initial.drift, *[v.check.drift for v in verified if v]]
+    decision: PassDecision = _step(target).should_continue(drifts, pass_no, _since_run_start())
+    return decision
 
 
-def plan(target: str, pass_no: int, validated: dict[str, Any]) -> list[dict[str, Any]]:
+def _snapshot_ref(pass_no: int) -> str:
+    """The freshest snapshot a pass plans from: sense's, or the previous pass's verify's."""
+    if pass_no == 1:
+        return _needed(Sensed, tg.SENSE).ref
+    return _needed(Verification, tg.verify_task(pass_no - 1)).check.snapshot_ref
+
+
+def plan(target: str, pass_no: int, validated: XComJson) -> list[XComJson]:
     """Plan from the freshest snapshot; return the batches to map over (every wave, in order)."""
+    gate = read_xcom(Validated, validated, tg.VALIDATE)
     ti = get_current_context()["ti"]
     decision = _keep_going(target, pass_no)
-    ti.xcom_push(key="decision", value=decision)
-    if not decision["continue"]:
-        raise AirflowSkipException(f"pass {pass_no} not needed: {decision['reason']}")
-    source = ti.xcom_pull(task_ids="sense") if pass_no == 1 else \
-        ti.xcom_pull(task_ids=f"pass_{pass_no - 1}.verify")
-    ref = source["ref"] if pass_no == 1 else source["snapshot_ref"]
+    ti.xcom_push(key=tg.DECISION_KEY, value=decision.model_dump(mode="json"))
+    if not decision.proceed:
+        raise AirflowSkipException(f"pass {pass_no} not needed: {decision.reason}")
+    ref = _snapshot_ref(pass_no)
     kinds = _params().get("only_kinds") or None
     step = _step(target)
     started = get_current_context()["dag_run"].start_date or datetime.now(UTC)
     deadline_at = started + timedelta(seconds=step.policy.cycle_deadline_seconds)
     result = _fail_on_bad_input(
-        lambda: step.plan(ref, pass_no, bool(validated["passed"]), kinds, deadline_at))
-    summary = result["summary"]
-    if summary["stop"]:  # nothing to act on (blocked by conflicts): the cycle ends here
+        lambda: step.plan(ref, pass_no, gate.passed, kinds, deadline_at))
+    summary: PlanSummary = result.summary
+    if summary.stop:  # nothing to act on (blocked by conflicts): the cycle ends here
         raise AirflowSkipException(f"pass {pass_no}: nothing to apply")
-    if pass_no > 1 and summary["needs_approval"]:
+    if pass_no > 1 and summary.needs_approval:
         # only pass 1 asks a human; what a later pass found is this cycle's news, the next asks
-        raise AirflowSkipException(step.later_pass_needs_approval(pass_no, summary["plan_ref"]))
-    ti.xcom_push(key="summary", value=summary)
-    return list(result["batches"])
+        raise AirflowSkipException(step.later_pass_needs_approval(pass_no, summary.plan_ref))
+    ti.xcom_push(key=tg.SUMMARY_KEY, value=summary.model_dump(mode="json"))
+    return [b.model_dump(mode="json") for b in result.batches]
 
 
-def rollback(target: str, max_iterations: int) -> dict[str, Any]:
+def rollback(target: str, max_iterations: int) -> XComJson:
     """Undo the failed wave of the pass that failed (the last pass that planned: a failed batch
     stops the run, so later passes never plan)."""
-    ti = get_current_context()["ti"]
-    summaries = [ti.xcom_pull(task_ids=f"pass_{i}.plan", key="summary")
+    summaries = [_pulled(PlanSummary, tg.plan_task(i), tg.SUMMARY_KEY)
                  for i in range(1, max_iterations + 1)]
     planned = [s for s in summaries if s]
     if not planned:
         raise AirflowSkipException("no pass planned anything: nothing to roll back")
-    return _step(target).rollback(planned[-1])
+    return _step(target).rollback(planned[-1]).model_dump(mode="json")
 
 
 def verify(target: str, pass_no: int) -> PokeReturnValue:
@@ -211,22 +259,25 @@ def verify(target: str, pass_no: int) -> PokeReturnValue:
         since = step.artifacts.get(step.artifacts.ref(state_name)).get("within_since")
     except Exception:  # first poke: no state yet (a missing file or S3 key)
         since = None
-    result = step.verify(pass_no, since, time.time())
-    step.artifacts.put(state_name, {"within_since": result["within_since"]})
+    result: Verification = step.verify(pass_no, since, time.time())
+    step.artifacts.put(state_name, {"within_since": result.within_since})
     # creates the provider does not list yet (eventual consistency): poke again for them
-    done = result["settled"] or (not result["within"] and not result["in_flight"])
+    check = result.check
+    done = check.settled or (not check.within and not check.in_flight)
     if not done and _since_run_start() >= step.policy.cycle_deadline_seconds:
-        done, result = True, {**result, "deadline": True}  # say so, rather than time out
+        # say so, rather than time out
+        done, result = True, result.model_copy(
+            update={"check": check.model_copy(update={"deadline": True})})
     if done:
-        step.verified(pass_no, result)
+        step.verified(result)
     else:
-        _pace_pokes(result["poke_factor"])
-    return PokeReturnValue(is_done=done, xcom_value=result if done else None)
+        _pace_pokes(result.poke_factor)
+    return PokeReturnValue(is_done=done,
+                           xcom_value=result.model_dump(mode="json") if done else None)
 
 
-def record(target: str, max_iterations: int) -> dict[str, Any]:
+def record(target: str, max_iterations: int) -> XComJson:
     ctx = get_current_context()
-    ti = ctx["ti"]
     step = _step(target)
     _begin(step)  # a run whose first task never ran still ends with an outcome
     from reconciler_airflow.ui.runlinks import record_run_link
@@ -237,20 +288,28 @@ def record(target: str, max_iterations: int) -> dict[str, Any]:
     if not state.dry_run:
         record_run_link(step.target.store, target, step.correlation_id, ctx["dag_run"].dag_id,
                         ctx["run_id"], diff_ref=state.diff_ref or None,
-                        preview_ref=(ti.xcom_pull(task_ids="report") or {}).get("plan_ref"))
+                        preview_ref=_preview_ref())
     outcome = step.record(failed_tasks=_failed_tasks(ctx))
     if not state.dry_run:
         from reconciler_airflow.notify import after_record
 
-        after_record(step.target, outcome)  # breaker opened/closed; resolve a page once converged
-    if outcome["status"] in FAILING:
+        # breaker opened/closed; resolve a page once converged
+        after_record(step.target, outcome.model_dump(mode="json"))
+    if outcome.status in FAILING:
         # recorded first; now fail the run so the grid, deadline alerts and on-call see it
-        raise AirflowFailException(f"cycle {outcome['status']}: {outcome.get('error')}")
-    if outcome.get("converged"):
+        raise AirflowFailException(f"cycle {outcome.status}: {outcome.error}")
+    if outcome.converged:
         ctx["outlet_events"][converged_alias(target)].add(target_asset(target), extra={
-            "status": outcome["status"], "correlation_id": outcome["correlation_id"],
-            "desired_version": outcome["desired_version"]})
-    return outcome
+            "status": outcome.status, "correlation_id": outcome.correlation_id,
+            "desired_version": outcome.desired_version})
+    return outcome.model_dump(mode="json")
+
+
+def _preview_ref() -> str | None:
+    """The dry-run preview's plan, when ``report`` ran (``record`` runs whatever happened: a
+    missing report is no error here, but a malformed one is)."""
+    found = _pulled(Preview, tg.REPORT)
+    return found.plan_ref if found else None
 
 
 def _failed_tasks(ctx: Any) -> list[str]:
@@ -264,7 +323,7 @@ def _failed_tasks(ctx: Any) -> list[str]:
         return []
     mine = states.get(ctx["run_id"], {})
     return sorted({task for task, state in mine.items()
-                   if state in ("failed", "upstream_failed") and task != "record"})
+                   if state in ("failed", "upstream_failed") and task != tg.RECORD})
 
 
 FAILING = ("failed", "no_progress", "deadline", "max_iterations", "invalid_input")

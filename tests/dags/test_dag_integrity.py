@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from reconciler.orchestration import taskgraph as tg
 from tests.dags.conftest import ROOT, TARGET_POLICIES
 
 HEAVY = {"boto3", "botocore", "great_expectations", "pandas"}
@@ -50,7 +51,7 @@ def test_every_pool_a_task_names_is_known(dagbag):
     pools = {t.pool for d in dagbag.dags.values() for t in d.tasks}
     assert pools <= {"default_pool", "reconciler__cloud",
                      *(f"reconciler__{t}" for t in TARGET_POLICIES)}
-    actuate = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")
+    actuate = dagbag.dags["reconcile__sim"].get_task(tg.actuate_task(1))
     assert actuate.pool == "reconciler__sim"
 
 
@@ -63,14 +64,15 @@ def test_manual_trigger_params(dagbag):
 def test_the_shape_of_a_cycle(dagbag):
     dag = dagbag.dags["reconcile__sim"]
     ids = {t.task_id for t in dag.tasks}
-    passes = {f"pass_{i}.{s}" for i in (1, 2, 3) for s in ("plan", "actuate", "verify")}
-    assert ids == {"sense", "validate", "compare", "route", "report", "page", "rollback",
-                   "record", "pass_1.approve", *passes}
-    assert dag.get_task("sense").mode == "reschedule"
-    assert dag.get_task("pass_3.verify").mode == "reschedule"
-    assert dag.get_task("record").trigger_rule == "all_done"
-    assert dag.get_task("record").outlets  # the converged asset event goes out through an alias
-    assert dag.get_task("rollback").upstream_task_ids == {f"pass_{i}.actuate" for i in (1, 2, 3)}
+    passes = {task(i) for i in (1, 2, 3) for task in (tg.plan_task, tg.actuate_task,
+                                                       tg.verify_task)}
+    assert ids == {tg.SENSE, tg.VALIDATE, tg.COMPARE, tg.ROUTE, tg.REPORT, tg.PAGE, tg.ROLLBACK,
+                   tg.RECORD, tg.approve_task(1), *passes}
+    assert dag.get_task(tg.SENSE).mode == "reschedule"
+    assert dag.get_task(tg.verify_task(3)).mode == "reschedule"
+    assert dag.get_task(tg.RECORD).trigger_rule == "all_done"
+    assert dag.get_task(tg.RECORD).outlets  # the converged asset event goes out through an alias
+    assert dag.get_task(tg.ROLLBACK).upstream_task_ids == {tg.actuate_task(i) for i in (1, 2, 3)}
 
 
 def test_interval_schedules_get_a_stable_per_target_jitter():
@@ -197,9 +199,9 @@ def test_an_actuate_task_instance_links_to_its_runs_cycle_page(dagbag, monkeypat
     from reconciler.orchestration.runtime import correlation_id_for_run
 
     run_id = "manual__2026-12-01T10:00:00+00:00"
-    task = dagbag.dags["reconcile__sim"].get_task("pass_1.actuate")
+    task = dagbag.dags["reconcile__sim"].get_task(tg.actuate_task(1))
     (link,) = [x for x in task.operator_extra_links if x.name == "Drift cycle"]
-    key = TaskInstanceKey("reconcile__sim", "pass_1.actuate", run_id, 1, 0)
+    key = TaskInstanceKey("reconcile__sim", tg.actuate_task(1), run_id, 1, 0)
     cid = correlation_id_for_run("sim", run_id)
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     assert link.get_link(task, ti_key=key) == f"reconciler/targets/sim/cycles/{cid}"

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from reconciler.orchestration import taskgraph as tg
 from tests.dags import support
 from tests.dags.conftest import HOME
 
@@ -28,8 +29,8 @@ def test_no_drift_skips_actuation(dagbag):
     events = support.asset_events("sim")
     dr, states = support.run(dagbag, "sim")
     assert dr.state == "success"
-    assert states["route"] == "success" and states["record"] == "success"
-    assert states["pass_1.plan"] == "skipped" and states["report"] == "skipped"
+    assert states[tg.ROUTE] == "success" and states[tg.RECORD] == "success"
+    assert states[tg.plan_task(1)] == "skipped" and states[tg.REPORT] == "skipped"
     assert support.asset_events("sim") == events + 1  # in sync counts as converged
     assert support.last_outcome("sim").status == "in_sync"
     assert support.fleet("sim").stats.apply_calls == calls == 0
@@ -47,7 +48,7 @@ def test_drift_converges_and_leaves_unowned_alone(dagbag):
     assert outcome.status == "converged" and outcome.final_drift.drifted == 0
     assert outcome.actions_succeeded > 0 and outcome.actions_failed == 0
     assert [r for r in support.fleet("sim").resources() if not r.managed] == unowned
-    assert states["pass_1.actuate[0]"] == "success" and states["pass_2.plan"] == "skipped"
+    assert states[f"{tg.actuate_task(1)}[0]"] == "success" and states[tg.plan_task(2)] == "skipped"
     dr, states = support.run(dagbag, "sim")
     assert support.last_outcome("sim").status == "in_sync"
 
@@ -86,7 +87,7 @@ def test_critical_drift_pages_then_acts(dagbag, webhook):
     sim = support.seed("sim")
     sim.delete("sim.Workload", "checkout")  # sla: critical
     dr, states = support.run(dagbag, "sim")
-    assert states["page"] == "success" and dr.state == "success"
+    assert states[tg.PAGE] == "success" and dr.state == "success"
     assert [b["event"] for b in webhook.bodies] == ["critical_drift"]
     assert webhook.bodies[0]["urgency"] == "critical"
     assert support.fleet("sim").get("sim.Workload", "checkout") is not None
@@ -102,8 +103,8 @@ def test_dry_run_actuates_nothing_and_records_nothing(dagbag):
     sim.delete("sim.Node", "node-a2")
     history = len(support.store().recent_cycles("sim", 1000))
     dr, states = support.run(dagbag, "sim", {"dry_run": True})
-    assert states["report"] == "success" and states["pass_1.plan"] == "skipped"
-    assert states["record"] == "success"
+    assert states[tg.REPORT] == "success" and states[tg.plan_task(1)] == "skipped"
+    assert states[tg.RECORD] == "success"
     assert support.fleet("sim").get("sim.Node", "node-a2") is None
     assert len(support.store().recent_cycles("sim", 1000)) == history
     cid = correlation_id_for_run("sim", dr.run_id)
@@ -124,7 +125,7 @@ def test_a_plan_past_the_blast_radius_waits_for_a_human(dagbag, choice, status):
     dr, states = support.run(dagbag, "gated")
     approver.join(5)
     assert approver.error is None and approver.answered, approver.error
-    assert states["pass_1.approve"] == "success"
+    assert states[tg.approve_task(1)] == "success"
     assert support.last_outcome("gated").status == status
     assert support.asset_events("gated") == events + (choice == "Approve")
     gone = support.fleet("gated").get("sim.Node", "stray") is None
@@ -142,8 +143,9 @@ def test_a_later_pass_never_applies_what_no_human_approved(dagbag):
     stray.start()
     dr, states = support.run(dagbag, "gated")
     stray.join(5)
-    assert states["pass_1.approve"] == "skipped" and states["pass_1.actuate[0]"] == "success"
-    assert states["pass_2.plan"] == "skipped" and states["pass_2.actuate"] == "skipped"
+    assert states[tg.approve_task(1)] == "skipped"
+    assert states[f"{tg.actuate_task(1)}[0]"] == "success"
+    assert states[tg.plan_task(2)] == "skipped" and states[tg.actuate_task(2)] == "skipped"
     outcome = support.last_outcome("gated")
     assert outcome.status == "needs_approval" and "pass 2" in outcome.error
     assert support.fleet("gated").get("sim.Node", "node-a2") is not None
@@ -167,8 +169,8 @@ def test_an_approval_that_comes_after_the_fleet_changed_applies_nothing(dagbag):
     approver.start()
     dr, states = support.run(dagbag, "gated")
     approver.join(5)
-    assert approver.answered and states["pass_1.approve"] == "success"
-    assert states["pass_1.actuate[0]"] == "skipped"
+    assert approver.answered and states[tg.approve_task(1)] == "success"
+    assert states[f"{tg.actuate_task(1)}[0]"] == "skipped"
     outcome = support.last_outcome("gated")
     assert outcome.status == "needs_approval" and "went stale" in outcome.error
     assert support.fleet("gated").get("sim.Node", "stray") is not None
@@ -209,7 +211,7 @@ def test_a_failed_batch_rolls_back_and_the_breaker_counts_it(dagbag):
     finally:
         _enable_faults("flaky", None)
     assert dr.state == "failed"
-    assert states["rollback"] == "success" and states["pass_2.plan"] == "upstream_failed"
+    assert states[tg.ROLLBACK] == "success" and states[tg.plan_task(2)] == "upstream_failed"
     assert support.fleet("flaky").get("sim.Node", "node-a2") is None  # created, then undone
     outcome = support.last_outcome("flaky")
     assert outcome.status == "failed" and outcome.actions_failed >= 1
@@ -226,8 +228,8 @@ def test_bad_desired_state_fails_validate_with_file_and_line(dagbag):
         dr, states = support.run(dagbag, "broken")
     finally:
         bad.unlink()
-    assert states["validate"] == "failed" and dr.state == "failed"
-    assert states["pass_1.plan"] in ("upstream_failed", "skipped")
+    assert states[tg.VALIDATE] == "failed" and dr.state == "failed"
+    assert states[tg.plan_task(1)] in ("upstream_failed", "skipped")
     assert support.fleet("broken").stats.apply_calls == calls
     assert len(support.store().recent_cycles("broken")) == history  # history untouched
 
@@ -264,7 +266,7 @@ def test_a_run_that_finds_the_target_busy_says_busy(dagbag):
         dr, states = support.run(dagbag, "sim")
     finally:
         store.release_lease("sim", "cli:someone")
-    assert states["pass_1.plan"] == "failed"
+    assert states[tg.plan_task(1)] == "failed"
     outcome = support.last_outcome("sim")
     assert outcome.status == "busy" and "lease" in (outcome.error or ""), outcome
     assert support.fleet("sim").get("sim.Node", "node-a2") is None
@@ -292,7 +294,7 @@ def test_drift_that_comes_back_while_settling_is_not_called_converged(dagbag):
     undo.join(5)
     outcome = support.last_outcome("settle")
     assert outcome.status == "no_progress" and outcome.counts_as_failure, outcome
-    assert states["pass_1.verify"] == "success" and states["pass_2.plan"] == "skipped"
+    assert states[tg.verify_task(1)] == "success" and states[tg.plan_task(2)] == "skipped"
 
 
 def _delete_once_created(target: str, name: str, timeout_s: float = 60) -> None:
@@ -314,5 +316,6 @@ def test_a_later_wave_waits_for_an_earlier_one_under_dag_test_too(dagbag, attemp
     sim.delete("sim.Workload", "checkout")  # wave 2: depends on payments
     dr, states = support.run(dagbag, "sim")
     assert dr.state == "success", states
-    assert states["pass_1.actuate[0]"] == states["pass_1.actuate[1]"] == "success", states
+    batches = [f"{tg.actuate_task(1)}[{i}]" for i in (0, 1)]
+    assert [states[b] for b in batches] == ["success", "success"], states
     assert support.last_outcome("sim").status == "converged"

@@ -25,17 +25,17 @@ def test_a_sense_under_load_slows_the_sensors_and_its_plan_deletes_nothing():
     sim.delete("sim.Workload", "payments")
     step = support.step("sim", "fidelity")
     quiet = step.sense("sense")
-    assert quiet["poke_factor"] == 1.0 and quiet["fidelity"] == "full"
+    assert quiet.poke_factor == 1.0 and quiet.fidelity == "full"
     step.target = dataclasses.replace(step.target, provider=Throttled(step.target.provider))
     sensed = step.sense("sense")
-    assert sensed["fidelity"] == "degraded" and sensed["poke_factor"] == 3.0
-    step.compare(sensed["ref"])
+    assert sensed.fidelity == "degraded" and sensed.poke_factor == 3.0
+    step.compare(sensed.ref)
     try:
-        result = step.plan(sensed["ref"], 1)
-        plan = step.load_plan(result["summary"]["plan_ref"])
-        assert result["summary"]["counts"]["delete"] == 0
+        result = step.plan(sensed.ref, 1)
+        plan = step.load_plan(result.summary.plan_ref)
+        assert result.summary.counts["delete"] == 0
         assert [b.reason.split(":")[0] for b in plan.audit.blocked] == ["observation degraded"]
-        assert plan.degradation.max_parallel == 2 and result["batches"]
+        assert plan.degradation.max_parallel == 2 and result.batches
         assert step.must_state().fidelity == "degraded" and step.must_state().degraded
     finally:
         step.target.store.release_lease(step.name, step.correlation_id)
@@ -46,8 +46,8 @@ def test_rollback_plan_undoes_the_earlier_waves_too_and_the_audit_names_the_poin
     step, result, _ = two_waves()
     step.target.store.release_lease(step.name, step.correlation_id)
     _with(step, rollback="plan")
-    summary = step.plan(step.sense("sense")["ref"], 1)["summary"]
-    plan = step.load_plan(summary["plan_ref"])
+    summary = step.plan(step.sense("sense").ref, 1).summary
+    plan = step.load_plan(summary.plan_ref)
     assert plan.rollback_points == (0,)
     payments, checkout = plan.waves[0].actions[0], plan.waves[1].actions[0]
     t0 = datetime.now(UTC)
@@ -58,7 +58,7 @@ def test_rollback_plan_undoes_the_earlier_waves_too_and_the_audit_names_the_poin
     support.fleet("sim").put("sim.Workload", "payments", {"replicas": 2})  # what wave 1 made
     try:
         undone = step.rollback(summary)
-        assert (undone["wave"], undone["point"], undone["rolled_back"]) == (1, 0, 1)
+        assert (undone.wave, undone.point, undone.rolled_back) == (1, 0, 1)
         assert support.fleet("sim").get("sim.Workload", "payments") is None
         rows = step.target.store.audit_rows(target=step.name, kind="event",
                                             correlation_id=step.correlation_id, limit=100)

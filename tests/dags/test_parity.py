@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.orchestration import taskgraph as tg
 from tests.dags import support
 
 TARGET = "sim"
@@ -104,7 +105,7 @@ def _airflow(dagbag: Any, conf: dict[str, Any]) -> tuple[dict[str, Any], str]:
     dr, _ = support.run(dagbag, TARGET, conf)
     cid = correlation_id_for_run(TARGET, dr.run_id)
     record = next(ti for ti in dr.get_task_instances() if ti.task_id == "record")
-    outcome = Outcome.model_validate(record.xcom_pull(task_ids="record"))
+    outcome = Outcome.model_validate(record.xcom_pull(task_ids=tg.RECORD))
     return {f: getattr(outcome, f) for f in OUTCOME_FIELDS}, cid
 
 

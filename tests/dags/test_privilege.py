@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.orchestration import taskgraph as tg
 from tests.dags import support
 
 ROLES = "viewer_v:viewer,user_u:user,op_o:op,admin_a:admin"
@@ -117,9 +118,9 @@ def _closed(target: str) -> Any:
 
 
 def test_the_approval_task_is_assigned_to_the_targets_approvers(dagbag):
-    approve = dagbag.dags["reconcile__guarded"].get_task("pass_1.approve")
+    approve = dagbag.dags["reconcile__guarded"].get_task(tg.approve_task(1))
     assert approve.assigned_users == [{"id": "alice", "name": "alice"}]
-    assert not dagbag.dags["reconcile__gated"].get_task("pass_1.approve").assigned_users
+    assert not dagbag.dags["reconcile__gated"].get_task(tg.approve_task(1)).assigned_users
 
 
 class _Responder(threading.Thread):
@@ -181,7 +182,7 @@ def test_an_all_admins_approval_by_a_non_assignee_is_refused_by_the_task(dagbag)
     dr, states = support.run(dagbag, "guarded")
     approver.join(5)
     assert approver.answered and approver.error is None
-    assert "success" not in {v for k, v in states.items() if k.startswith("pass_1.actuate")}
+    assert "success" not in {v for k, v in states.items() if k.startswith(tg.actuate_task(1))}
     assert support.last_outcome("guarded").status == "needs_approval"
     assert support.fleet("guarded").get("sim.Node", "stray") is not None
     assert _operator_rows("guarded", "approval_refused", dr.run_id)

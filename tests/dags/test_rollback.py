@@ -8,15 +8,15 @@ from typing import Any
 from tests.dags import support
 
 
-def two_waves() -> tuple[Any, dict[str, Any], Any]:
+def two_waves() -> tuple[Any, Any, Any]:
     """payments (wave 1) and checkout (wave 2, depends on payments) both missing, planned."""
 
     sim = support.seed("sim")
     sim.delete("sim.Workload", "payments")
     sim.delete("sim.Workload", "checkout")
     step = support.step("sim", "rollback")
-    result = step.plan(step.sense("sense")["ref"], 1)
-    plan = step.load_plan(result["summary"]["plan_ref"])
+    result = step.plan(step.sense("sense").ref, 1)
+    plan = step.load_plan(result.summary.plan_ref)
     assert [[a.target.name for a in w.actions] for w in plan.waves] == [["payments"],
                                                                           ["checkout"]]
     return step, result, plan
@@ -39,8 +39,8 @@ def test_a_failure_a_retry_fixed_is_not_what_rollback_undoes():
         result_row(checkout, "failed", 3, t0 + timedelta(seconds=2)),
     ])
     support.fleet("sim").put("sim.Workload", "payments", {"replicas": 2})  # what wave 1 made
-    undone = step.rollback(result["summary"])
-    assert undone["wave"] == 1 and undone["rolled_back"] == 0
+    undone = step.rollback(result.summary)
+    assert undone.wave == 1 and undone.rolled_back == 0
     assert support.fleet("sim").get("sim.Workload", "payments") is not None
     step.target.store.release_lease(step.name, step.correlation_id)
 
@@ -53,15 +53,15 @@ def test_every_step_of_a_cycle_uses_the_desired_version_validate_checked():
     support.seed("sim")
     step = support.step("sim", "version")
     sensed = step.sense("sense")
-    checked = step.validate(sensed["ref"], BasicGate())["desired_version"]
+    checked = step.validate(sensed.ref, BasicGate()).desired_version
     nodes = HOME / "desired" / "sim" / "nodes.yaml"
     before = nodes.read_text()
     try:
         nodes.write_text(before.replace("node-b2", "node-z9"))  # a push lands mid-cycle
-        assert step.compare(sensed["ref"])["desired_version"] == checked
-        planned = step.plan(sensed["ref"], 1)
-        assert step.load_plan(planned["summary"]["plan_ref"]).desired_version == checked
-        assert planned["summary"]["counts"]["create"] == 0  # node-z9 waits for the next cycle
+        assert step.compare(sensed.ref).desired_version == checked
+        planned = step.plan(sensed.ref, 1)
+        assert step.load_plan(planned.summary.plan_ref).desired_version == checked
+        assert planned.summary.counts["create"] == 0  # node-z9 waits for the next cycle
         later = support.step("sim", "version")
         assert later.desired().version != checked
     finally:
@@ -85,8 +85,8 @@ def test_route_decides_like_the_cli_cycle_low_urgency_in_a_closed_window_is_repo
         step.target, config=step.target.config.model_copy(update={"policy": policy}))
     low = Drift(urgency="low", magnitude=1, fraction=0.1, drifted=1, total=10)
     high = low.model_copy(update={"urgency": "high", "magnitude": 3})
-    assert step.route(low.model_dump(mode="json")).status == "reported"
-    assert step.route(high.model_dump(mode="json")).status == "window_closed"
+    assert step.route(low).status == "reported"
+    assert step.route(high).status == "window_closed"
     rig = Rig.make()
     rig.provider.put("sim.Node", "n1", node(labels={"x": "y"}))  # a cosmetic (low) change
     cli = rig.cycle([want("sim.Node/n1", node())], policy)

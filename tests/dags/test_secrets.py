@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.orchestration import taskgraph as tg
 from tests.dags import support
 from tests.dags.conftest import HOME, ROOT, STATE
 
@@ -60,7 +61,7 @@ def test_the_secret_key_appears_nowhere(dagbag, capfd, monkeypatch):
             _unowned_service(moto.url)
             dr, states = support.run(dagbag, "cloud")
             assert dr.state == "success", states
-            assert states["page"] == "success", states
+            assert states[tg.PAGE] == "success", states
             from_tasks = list(hook.paths)  # what the DAG's own tasks sent
             commands = (["validate"], ["plan", "--json"], ["apply", "--yes"], ["status"],
                         ["history", "--json"], ["breaker", "reset"], ["plan", "--json"])

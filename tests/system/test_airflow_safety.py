@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from reconciler.orchestration import taskgraph as tg
 from tests.system.world import ROOT, SimTarget, World, airflow_world, pause
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
+APPROVE, ACTUATE = tg.approve_task(1), tg.actuate_task(1)
 
 # a deletion needs approval; every urgency is routed to a plan
 GATED = "max_parallel: 4, max_delete_fraction: 0.0, auto_apply: [low, high, critical]"
@@ -69,7 +71,7 @@ def _waiting_for_approval(world: World, target: str) -> tuple[str, str]:
     world.fleet(target).put("sim.Node", "stray", {"pool": "default"})
     dag = f"reconcile__{target}"
     run = world.stack.trigger(dag)
-    world.wait_task(dag, run, "pass_1.approve", ("awaiting_input",))
+    world.wait_task(dag, run, APPROVE, ("awaiting_input",))
     return dag, run
 
 
@@ -85,7 +87,7 @@ def _answer(world: World, dag: str, run: str, choice: str, timeout_s: float = 12
     parked: tuple[int, float] | None = None  # (try, when first seen parked)
     while time.monotonic() < deadline:
         ti = next(t for t in world.stack.task_instances(dag, run)
-                  if t["task_id"] == "pass_1.approve")
+                  if t["task_id"] == APPROVE)
         if ti["state"] in ("success", "failed", "skipped"):
             return
         if ti["state"] != "awaiting_input":
@@ -98,7 +100,7 @@ def _answer(world: World, dag: str, run: str, choice: str, timeout_s: float = 12
         settled = parked is not None and time.monotonic() - parked[1] >= PARKED_S
         if settled and ti["try_number"] != answered:
             world.stack.request(
-                "PATCH", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/pass_1.approve/-1/"
+                "PATCH", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{APPROVE}/-1/"
                          "hitlDetails", {"chosen_options": [choice]})
             answered = ti["try_number"]
         time.sleep(1)
@@ -107,7 +109,7 @@ def _answer(world: World, dag: str, run: str, choice: str, timeout_s: float = 12
 
 def _actuate_states(world: World, dag: str, run: str) -> list[str]:
     return [str(ti["state"]) for ti in world.stack.task_instances(dag, run)
-            if ti["task_id"] == "pass_1.actuate"]
+            if ti["task_id"] == ACTUATE]
 
 
 def _wait_actuate_done(world: World, dag: str, run: str, timeout_s: float = 120) -> list[str]:
@@ -118,7 +120,7 @@ def _wait_actuate_done(world: World, dag: str, run: str, timeout_s: float = 120)
         if states and all(s in done for s in states):
             return states
         time.sleep(1)
-    raise TimeoutError(f"pass_1.actuate still {states}\n{world.stack.tail()}")
+    raise TimeoutError(f"{ACTUATE} still {states}\n{world.stack.tail()}")
 
 
 def test_a_scheduled_run_converges_the_fleet(world):
@@ -163,7 +165,7 @@ def test_a_rejected_plan_whose_actuate_is_cleared_applies_nothing(world):
     assert world.stack.wait_run(dag, run) == "success"
     assert set(_actuate_states(world, dag, run)) == {"skipped"}
     world.stack.request("POST", f"/api/v2/dags/{dag}/clearTaskInstances", {
-        "dry_run": False, "dag_run_id": run, "task_ids": ["pass_1.actuate"],
+        "dry_run": False, "dag_run_id": run, "task_ids": [ACTUATE],
         "only_failed": False, "reset_dag_runs": True})
     states = _wait_actuate_done(world, dag, run)
     world.stack.wait_run(dag, run)
@@ -192,7 +194,7 @@ def test_a_cleared_actuate_of_a_finished_approved_run_applies_nothing(world):
     sim.put("sim.Node", "stray", {"pool": "default"})  # the same plan would delete it again
     before = len(_rows(world, "approved", "action", cid))
     world.stack.request("POST", f"/api/v2/dags/{dag}/clearTaskInstances", {
-        "dry_run": False, "dag_run_id": run, "task_ids": ["pass_1.actuate"],
+        "dry_run": False, "dag_run_id": run, "task_ids": [ACTUATE],
         "only_failed": False, "reset_dag_runs": True})
     assert _wait_actuate_done(world, dag, run) == ["failed"]
     world.stack.wait_run(dag, run)
@@ -205,7 +207,7 @@ def test_a_cleared_actuate_of_a_finished_approved_run_applies_nothing(world):
 
 def test_an_approval_marked_successful_by_hand_applies_nothing(world):
     dag, run = _waiting_for_approval(world, "marked")
-    world.stack.request("PATCH", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/pass_1.approve",
+    world.stack.request("PATCH", f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{APPROVE}",
                         {"new_state": "success"})
     world.stack.wait_run(dag, run)
     cid = _cid("marked", run)

@@ -145,12 +145,11 @@ def pipeline_cycle(target: str, correlation_id: str) -> dict[str, Any]:
     step = Step.open(target, correlation_id)
     step.begin(started_at=datetime.now(UTC))
     sensed = step.sense("sense")
-    compared = step.compare(sensed["ref"])
-    step.route(compared["drift"])
-    planned = step.plan(sensed["ref"], 1)
-    for batch in planned["batches"]:
+    compared = step.compare(sensed.ref)
+    step.route(compared.drift)
+    planned = step.plan(sensed.ref, 1)
+    for batch in planned.batches:
         step.actuate(batch)
-    verified = step.verify(1, None, datetime.now(UTC).timestamp())
-    step.verified(1, verified)
-    outcome = step.record()
+    step.verified(step.verify(1, None, datetime.now(UTC).timestamp()))
+    outcome = step.record().model_dump(mode="json")
     return {"step": step, "compared": compared, "planned": planned, "outcome": outcome}

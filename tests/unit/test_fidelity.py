@@ -112,7 +112,7 @@ def test_airflow_batches_of_a_degraded_wave_are_at_most_its_parallelism():
                                                  rules=RULES, now=NOW))
         batches = batches_for(plan, "ref", batch_size=5)
         assert len(batches) == most
-        assert sum(b["end"] - b["start"] for b in batches) == 30
+        assert sum(b.end - b.start for b in batches) == 30
 
 
 def test_the_simulated_provider_reports_its_injected_throttles_and_latency():

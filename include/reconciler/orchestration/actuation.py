@@ -4,7 +4,6 @@ under the actuation guard, wait for a wave's turn, stand down, roll back the fai
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.actuate import Actuator
@@ -13,6 +12,7 @@ from reconciler.core.guard import ActuationGuard, Mandate
 from reconciler.core.model import Approval, Plan
 from reconciler.core.rollback import restore_point, to_undo
 from reconciler.orchestration.runtime import SystemClock
+from reconciler.orchestration.taskgraph import Batch, BatchResult, PlanSummary, RolledBack
 from reconciler.output.sinks import AuditSink, FanOutSink
 
 if TYPE_CHECKING:
@@ -56,17 +56,18 @@ class ActuationSteps:
 
     # -- actuate ----------------------------------------------------------------------------
 
-    def actuate(self, batch: dict[str, Any]) -> dict[str, int]:
+    def actuate(self, batch: Batch) -> BatchResult:
         """Run one batch of one wave; record every result; fail loudly if an action failed."""
-        plan = self.load_plan(batch["plan_ref"])
-        wave = plan.waves[batch["wave"]]
-        actions = wave.actions[batch["start"]:batch["end"]]
+        plan = self.load_plan(batch.plan_ref)
+        wave = plan.waves[batch.wave]
+        actions = wave.actions[batch.start:batch.end]
         sliced = wave.model_copy(update={"actions": actions})
         one_wave = plan.model_copy(update={"waves": (sliced,)})
         actuator = self._actuator(self._guard(plan, batch))
         result = actuator.run(one_wave)  # each result is recorded as its action ends
-        counts = {s: result.count(s) for s in ("succeeded", "failed", "skipped")}
-        where = f"wave {wave.index + 1} batch {batch['batch']}"
+        counts = BatchResult(succeeded=result.count("succeeded"), failed=result.count("failed"),
+                             skipped=result.count("skipped"))
+        where = f"wave {wave.index + 1} batch {batch.batch}"
         refused = [r.error for r in result.results if (r.error or "").startswith("refused:")]
         if refused:
             raise BatchRefused([f"{where}: {refused[0]}"])
@@ -74,14 +75,12 @@ class ActuationSteps:
             raise BatchFailed(f"{where}: {result.error}")
         return counts
 
-    def _guard(self, plan: Plan, mandate: dict[str, Any]) -> ActuationGuard:
+    def _guard(self, plan: Plan, mandate: Batch | PlanSummary) -> ActuationGuard:
         """The guard for this plan under the mandate a batch (or the rollback) was given."""
-        deadline = mandate.get("deadline_at")
-        when = datetime.fromisoformat(deadline) if deadline else SystemClock().now()
         provider = self.target.provider
         return ActuationGuard(self.target.store, SystemClock(), self.name, plan, Mandate(
-            holder=self.correlation_id, fence=int(mandate.get("fence") or -1),
-            plan_hash=str(mandate.get("hash") or ""), deadline_at=when,
+            holder=self.correlation_id, fence=mandate.fence or -1, plan_hash=mandate.hash,
+            deadline_at=mandate.deadline_at or SystemClock().now(),
             rollback_grace_s=self.policy.rollback_grace_seconds),
             provider if hasattr(provider, "read") else None)
 
@@ -110,28 +109,28 @@ class ActuationSteps:
             return False
         return True
 
-    def rollback(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def rollback(self, summary: PlanSummary) -> RolledBack:
         """Undo back to the latest rollback point the plan names at or before the failed wave
         (core.rollback), newest first (all batches), after telling the batches still waiting
         for their wave to stand down. ``summary`` is the failed pass's plan summary (its ref
         and the mandate its batches ran under)."""
-        plan = self.load_plan(summary["plan_ref"])
+        plan = self.load_plan(summary.plan_ref)
         self.abort(plan.hash, "a batch failed")
         rows = self.target.store.audit_rows(target=self.name, kind="action",
                                             correlation_id=self.correlation_id, limit=100_000)
         final = final_results(rows, {a.id for a in plan.actions})
         failed_waves = sorted({r["wave"] for r in final.values() if r["state"] == "failed"})
         if not failed_waves:  # a failed attempt that a retry then fixed is no failure
-            return {"rolled_back": 0, "wave": None, "point": None}
+            return RolledBack()
         failed = failed_waves[0]
         point = restore_point(plan, failed)
         done = {aid: r["finished_at"] for aid, r in final.items() if r["state"] == "succeeded"}
         undo = self._actuator(self._guard(plan, summary)).rollback_actions(
             failed, to_undo(plan, point, failed, done), "a batch of this wave failed",
             point=point)
-        return {"rolled_back": sum(1 for r in undo if r.state == "succeeded"),
-                "failed": sum(1 for r in undo if r.state == "failed"), "wave": failed,
-                "point": point}
+        return RolledBack(rolled_back=sum(1 for r in undo if r.state == "succeeded"),
+                          failed=sum(1 for r in undo if r.state == "failed"), wave=failed,
+                          point=point)
 
     def _actuator(self, guard: ActuationGuard) -> Actuator:
         """One batch's executor. Under Airflow the pool's slots (max_parallel) are the
@@ -165,7 +164,7 @@ class BatchRefused(PlanRejected):
     """The actuation guard refused a batch (no lease, no approval, deadline): no retry helps."""
 
 
-def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:
+def batches_for(plan: Plan, ref: str, batch_size: int) -> list[Batch]:
     """Cut every wave into batches, in wave order; a batch references a slice of the plan
     artifact, so a 10,000-action plan is a few hundred small XCom entries (<= MAX_MAPPED).
 
@@ -175,12 +174,11 @@ def batches_for(plan: Plan, ref: str, batch_size: int) -> list[dict[str, Any]]:
     total = sum(len(w.actions) for w in plan.waves)
     size = max(batch_size, math.ceil(total / max(1, MAX_MAPPED - len(plan.waves))))
     cap = plan.degradation.max_parallel
-    out = []
+    out: list[Batch] = []
     for wave in plan.waves:
         n = len(wave.actions)
         wave_size = size if cap is None else max(size, math.ceil(n / max(1, cap)))
-        out += [{"plan_ref": ref, "hash": plan.hash, "wave": wave.index, "batch": b,
-                 "start": start, "end": min(n, start + wave_size),
-                 "label": f"wave {wave.index + 1} batch {b + 1}"}
+        out += [Batch(plan_ref=ref, hash=plan.hash, wave=wave.index, batch=b, start=start,
+                      end=min(n, start + wave_size), label=f"wave {wave.index + 1} batch {b + 1}")
                 for b, start in enumerate(range(0, n, wave_size))]
     return out

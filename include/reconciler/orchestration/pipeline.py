@@ -31,10 +31,9 @@ from reconciler.core.cycle import (
     plan_stop,
 )
 from reconciler.core.errors import PlanRejected
-from reconciler.core.fidelity import degraded
 from reconciler.core.gate import GateVerdict
 from reconciler.core.inflight import settled_creates
-from reconciler.core.model import DesiredState, Diff, Drift, EventType, Plan, Snapshot
+from reconciler.core.model import DesiredState, Diff, Drift, EventType, Outcome, Plan, Snapshot
 from reconciler.core.oscillation import changed_fields, flapping
 from reconciler.core.plan import PlanContext, check_preconditions, make_plan
 from reconciler.core.ports import EventSink
@@ -45,7 +44,18 @@ from reconciler.orchestration.actuation import (
     BatchRefused,
     batches_for,
 )
+from reconciler.orchestration.cyclestate import CycleStateSteps
 from reconciler.orchestration.runtime import SystemClock, Target, load_target
+from reconciler.orchestration.taskgraph import (
+    Compared,
+    PassDecision,
+    Planned,
+    PlanSummary,
+    Preview,
+    Sensed,
+    Validated,
+    Verification,
+)
 from reconciler.output.artifacts import ArtifactStore, artifact_location, open_artifacts
 from reconciler.output.metrics import Metrics
 from reconciler.output.sinks import default_sink
@@ -54,7 +64,7 @@ __all__ = ["Step", "BatchFailed", "BatchRefused", "batches_for"]
 
 
 @dataclass
-class Step(ActuationSteps):
+class Step(CycleStateSteps, ActuationSteps):
     """The steps of one cycle of one target (one Airflow run = one correlation id)."""
 
     target: Target
@@ -79,64 +89,10 @@ class Step(ActuationSteps):
     def policy(self) -> Any:
         return self.target.config.policy
 
-    # -- the cycle's state --------------------------------------------------------------------
-
-    def begin(self, *, started_at: datetime, dry_run: bool = False,
-              only_kinds: list[str] | None = None, trigger: str = "manual",
-              interval_start: datetime | None = None, actor: str = "airflow") -> CycleState:
-        """The cycle's state, created by its first step (a re-poke or retry finds it)."""
-        found = self.state(dry_run)
-        if found:
-            return found
-        only = self.target.scope(only_kinds)  # an unknown kind fails the run's first task
-        state = CycleState(
-            target=self.name, correlation_id=self.correlation_id, started_at=started_at,
-            deadline_at=started_at + timedelta(seconds=self.policy.cycle_deadline_seconds),
-            dry_run=dry_run, actor=actor, trigger=trigger, interval_start=interval_start,
-            only_kinds=only)
-        self.save(state)
-        return state
-
-    def state(self, dry_run: bool | None = None) -> CycleState | None:
-        """This cycle's state: in the store; a dry run's in its artifacts (it records nothing
-        that outlives it, core.cycle)."""
-        if dry_run is not True:
-            found = self.target.store.load_cycle_state(self.name, self.correlation_id)
-            if found or dry_run is False:
-                return found
-        try:
-            return CycleState.model_validate(self.artifacts.get(self._state_ref()))
-        except Exception:  # no state kept (a missing file or S3 key)
-            return None
-
-    def must_state(self) -> CycleState:
-        state = self.state()
-        if state is None:
-            raise RuntimeError(f"no state for cycle {self.correlation_id}: sense begins it")
-        return state
-
-    def save(self, state: CycleState) -> CycleState:
-        if state.dry_run:
-            self.artifacts.put(f"{self.correlation_id}/state.json", state.model_dump(mode="json"))
-        else:
-            self.target.store.save_cycle_state(state)
-        return state
-
-    def update(self, **changes: Any) -> CycleState:
-        return self.save(self.must_state().model_copy(update=changes))
-
-    def _state_ref(self) -> str:
-        return self.artifacts.ref(f"{self.correlation_id}/state.json")
-
-    def halt(self, stop: Stop) -> None:
-        """Why this cycle stops early (busy, a rejected plan, nothing to do), for ``record``:
-        a task that fails leaves no XCom, and the outcome must say what happened, not guess."""
-        self.update(halt=stop)
-
     # -- sense / validate / compare -----------------------------------------------------
 
     def sense(self, label: str, kinds: list[str] | None = None,
-              remember: bool = True) -> dict[str, Any]:
+              remember: bool = True) -> Sensed:
         """Capture a snapshot as an artifact. ``remember`` (not for dry runs) keeps each kind's
         listing size for the next cycle to doubt a sudden empty listing against."""
         store, policy = self.target.store, self.policy
@@ -155,14 +111,7 @@ class Step(ActuationSteps):
         ref = self.artifacts.put(f"{self.correlation_id}/{label}.json",
                                  snap.model_dump(mode="json"))
         self.metrics.snapshot(self.name, snap)
-        return {"ref": ref, "completeness": snap.completeness, "fidelity": snap.fidelity,
-                "count": len(snap.resources), "latency_s": snap.latency_s,
-                "in_flight": len(snap.in_flight),
-                "kinds": {k: {"completeness": s.completeness, "errors": list(s.errors[:3])}
-                          for k, s in snap.kinds.items()},
-                "complete_enough": snap.completeness >= self.policy.completeness_threshold,
-                # the sensors poke this much less often while the provider is under load
-                "poke_factor": degraded(snap, policy).poke_factor}
+        return Sensed.of(snap, ref, policy)
 
     def desired(self) -> DesiredState:
         """The desired state of this cycle: read from the source once (by ``validate``) and
@@ -180,7 +129,7 @@ class Step(ActuationSteps):
     def snapshot(self, ref: str) -> Snapshot:
         return Snapshot.model_validate(self.artifacts.get(ref))
 
-    def validate(self, snapshot_ref: str, gate: Any) -> dict[str, Any]:
+    def validate(self, snapshot_ref: str, gate: Any) -> Validated:
         try:
             desired = self.desired()  # raises InvalidDesiredState: fail before any action
         except Exception as exc:
@@ -188,12 +137,10 @@ class Step(ActuationSteps):
             raise
         verdict: GateVerdict = gate.check(self.snapshot(snapshot_ref), desired)
         self.update(desired_version=desired.version, gate_passed=verdict.passed)
-        return {"passed": verdict.passed, "failures": list(verdict.failures),
-                "suite": verdict.suite, "desired_version": desired.version,
-                "resources": len(desired.resources)}
+        return Validated.of(verdict, desired.version, len(desired.resources))
 
     def compare(self, snapshot_ref: str, kinds: list[str] | None = None,
-                label: str = "diff") -> dict[str, Any]:
+                label: str = "diff") -> Compared:
         """The cycle's first compare (``label`` "diff"): its drift, events and state; a later
         one (verify's) only observes."""
         desired, snap, diff, drift = self._diff(snapshot_ref, kinds)
@@ -211,12 +158,7 @@ class Step(ActuationSteps):
             if diff.suppressed:
                 self.emit("oscillation_detected", {"fields": sorted(diff.suppressed),
                                                     "hint": "add them to ignore_fields"}, state)
-        return {"drift": drift.model_dump(mode="json"), "diff_ref": ref,
-                "desired_version": desired.version, "suppressed": list(diff.suppressed),
-                "conflicts": sorted(str(c) for c in diff.conflicts),
-                "counts": {"add": len(diff.additions), "modify": len(diff.modifications),
-                           "delete": len(diff.deletions), "conflicts": len(diff.conflicts),
-                           "in_flight": len(diff.in_flight)}}
+        return Compared.of(diff, drift, ref, desired.version)
 
     def _diff(self, snapshot_ref: str, kinds: list[str] | None
               ) -> tuple[DesiredState, Snapshot, Diff, Drift]:
@@ -241,7 +183,7 @@ class Step(ActuationSteps):
 
     # -- route ----------------------------------------------------------------------------
 
-    def route(self, drift: dict[str, Any], dry_run: bool = False,
+    def route(self, drift: Drift, dry_run: bool = False,
               reset_breaker: bool = False, actor: str = "airflow") -> Route:
         """Where the cycle goes (core.cycle.decide_route, the CLI's own decision)."""
         store = self.target.store
@@ -249,7 +191,7 @@ class Step(ActuationSteps):
             after = store.update_breaker(self.name, brk.reset)
             store.record_operator(self.name, actor, "breaker_reset", {"state": after.state},
                                   self.correlation_id)
-        route = decide_route(Drift.model_validate(drift), self.policy,
+        route = decide_route(drift, self.policy,
                              breaker=store.load_breaker(self.name), dry_run=dry_run,
                              manual=False, now=SystemClock().now())
         self.update(route=route)
@@ -259,7 +201,7 @@ class Step(ActuationSteps):
 
     def plan(self, snapshot_ref: str, pass_no: int, gate_passed: bool = True,
              kinds: list[str] | None = None,
-             deadline_at: datetime | None = None) -> dict[str, Any]:
+             deadline_at: datetime | None = None) -> Planned:
         """Plan from the latest snapshot, take the target's lease, cut waves into batches.
         Each batch carries the mandate the actuation guard checks: the lease's fencing token,
         the plan's hash and the cycle's deadline (``deadline_at``, default: from now).
@@ -285,15 +227,12 @@ class Step(ActuationSteps):
             "plan_hash": plan.hash, "needs_approval": plan.validation.needs_approval})
         self.save(state.with_pass(record).model_copy(update={"fence": fence or 0,
                                                             "halt": stop or state.halt}))
-        summary = {"plan_ref": ref, "hash": plan.hash,
-                   "needs_approval": plan.validation.needs_approval,
-                   "approval_reasons": list(plan.validation.approval_reasons),
-                   "counts": plan.audit.counts, "max_risk": plan.audit.max_risk,
-                   "waves": len(plan.waves), "fence": fence,
-                   "deadline_at": deadline_at.isoformat(), "stop": stop is not None}
-        mandate = {"fence": fence, "deadline_at": summary["deadline_at"]}
-        batches = [] if stop else batches_for(plan, ref, self.policy.batch_size)
-        return {"summary": summary, "batches": [{**b, **mandate} for b in batches]}
+        summary = PlanSummary.of(plan, ref, fence=fence, deadline_at=deadline_at,
+                                 stop=stop is not None)
+        mandate = {"fence": fence, "deadline_at": deadline_at}
+        batches = () if stop else batches_for(plan, ref, self.policy.batch_size)
+        return Planned(summary=summary,
+                       batches=tuple(b.model_copy(update=mandate) for b in batches))
 
     def later_pass_needs_approval(self, pass_no: int, plan_ref: str) -> str:
         """Only pass 1 asks a human: a later pass's plan beyond policy ends the cycle."""
@@ -313,14 +252,14 @@ class Step(ActuationSteps):
                                                           "stale": tuple(stale or ())})
         self.save(state.with_pass(record))
 
-    def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> dict[str, Any]:
+    def preview(self, snapshot_ref: str, kinds: list[str] | None = None) -> Preview:
         """A plan for reading only (low urgency, dry run, open breaker): no lease, no actions."""
         plan = self._make_plan(snapshot_ref, kinds, gate_passed=True, estimates=False)
         ref = self.artifacts.put(f"{self.correlation_id}/preview.json",
                                  plan.model_dump(mode="json"))
-        return {"plan_ref": ref, "hash": plan.hash, "counts": plan.audit.counts,
-                "needs_approval": plan.validation.needs_approval,
-                "errors": list(plan.validation.errors)}
+        return Preview(plan_ref=ref, hash=plan.hash, counts=plan.audit.counts,
+                       needs_approval=plan.validation.needs_approval,
+                       errors=tuple(plan.validation.errors))
 
     def _make_plan(self, snapshot_ref: str, kinds: list[str] | None, *, gate_passed: bool,
                    estimates: bool) -> Plan:
@@ -337,31 +276,29 @@ class Step(ActuationSteps):
         """Preconditions of an approved plan that a fresh observation no longer meets."""
         plan = self.load_plan(plan_ref)
         kinds = sorted({a.target.kind for a in plan.actions})
-        fresh = self.snapshot(self.sense("revalidate", kinds or None)["ref"])
+        fresh = self.snapshot(self.sense("revalidate", kinds or None).ref)
         return check_preconditions(plan, fresh)
 
     # -- verify / continue ------------------------------------------------------------------
 
-    def verify(self, pass_no: int, within_since: float | None, now: float) -> dict[str, Any]:
+    def verify(self, pass_no: int, within_since: float | None, now: float) -> Verification:
         """Re-sense and judge one pass. ``settled`` once within tolerance for settle_seconds."""
         sensed = self.sense(f"verify-{pass_no}")
-        result = self.compare(sensed["ref"], label=f"diff-verify-{pass_no}")  # keep the first
+        result = self.compare(sensed.ref, label=f"diff-verify-{pass_no}")  # keep the first
         # a create AWS has not listed yet is neither missing nor done: keep waiting for it
-        waiting = result["counts"]["in_flight"]
-        within = not waiting and within_tolerance(Drift.model_validate(result["drift"]),
-                                                  self.policy.tolerance)
+        waiting = result.counts.in_flight
+        within = not waiting and within_tolerance(result.drift, self.policy.tolerance)
         since = (within_since if within_since is not None else now) if within else None
         settled = within and now - (since or now) >= self.policy.settle_seconds
-        rest = sum(result["counts"][k] for k in ("add", "modify", "delete", "in_flight"))
-        return {"snapshot_ref": sensed["ref"], "drift": result["drift"], "within": within,
-                "poke_factor": sensed["poke_factor"],
-                "within_since": since, "settled": settled, "pass": pass_no,
-                "in_flight": waiting,
-                "conflicts_only": [] if rest else result["conflicts"]}
+        check = Verified(drift=result.drift, within=within, settled=settled, in_flight=waiting,
+                         conflicts_only=() if result.counts.to_act_on else result.conflicts,
+                         snapshot_ref=sensed.ref)
+        return Verification(pass_no=pass_no, check=check, within_since=since,
+                            poke_factor=sensed.poke_factor)
 
-    def verified(self, pass_no: int, result: dict[str, Any]) -> None:
-        """Keep pass ``pass_no``'s final verify (and the fields its updates set) in the state."""
-        state = self.must_state()
+    def verified(self, result: Verification) -> None:
+        """Keep a pass's final verify (and the fields its updates set) in the state."""
+        pass_no, state = result.pass_no, self.must_state()
         record = state.pass_(pass_no)
         changed: tuple[str, ...] = ()
         try:
@@ -370,28 +307,23 @@ class Step(ActuationSteps):
             changed = changed_fields(plan.actions, forward)
         except Exception:  # no plan for this pass (a missing file or S3 key)
             pass
-        check = Verified(drift=Drift.model_validate(result["drift"]), within=result["within"],
-                         settled=result["settled"], in_flight=result["in_flight"],
-                         conflicts_only=tuple(result.get("conflicts_only") or ()),
-                         deadline=bool(result.get("deadline")),
-                         snapshot_ref=result["snapshot_ref"])
-        self.save(state.with_pass(record.model_copy(update={"verified": check,
+        self.save(state.with_pass(record.model_copy(update={"verified": result.check,
                                                             "changed": changed})))
 
-    def should_continue(self, drifts: list[dict[str, Any]], pass_no: int,
-                        elapsed_s: float) -> dict[str, Any]:
+    def should_continue(self, drifts: list[Drift], pass_no: int,
+                        elapsed_s: float) -> PassDecision:
         """Before pass ``pass_no`` (>= 2): go on only while drift falls and bounds allow."""
-        history = [Drift.model_validate(d) for d in drifts]
-        verdict = judge_pass(history, policy=self.policy, actuation_ok=True,
+        verdict = judge_pass(drifts, policy=self.policy, actuation_ok=True,
                              past_deadline=elapsed_s >= self.policy.cycle_deadline_seconds,
                              iteration=pass_no - 1)
         if verdict.done and verdict.status and verdict.status != "converged":
             self.end_pass(pass_no - 1, Stop(status=verdict.status, reason=verdict.reason or None))
-        return {"continue": not verdict.done, "status": verdict.status, "reason": verdict.reason}
+        return PassDecision(proceed=not verdict.done, status=verdict.status,
+                            reason=verdict.reason or "")
 
     # -- record -------------------------------------------------------------------------------
 
-    def record(self, failed_tasks: list[str] | None = None) -> dict[str, Any]:
+    def record(self, failed_tasks: list[str] | None = None) -> Outcome:
         """Write the outcome, history and breaker; release the lease (core.cycle.finish).
         Runs whatever happened; ``failed_tasks`` name tasks of the run that failed, for a
         cycle that ends without a more telling reason."""
@@ -405,7 +337,7 @@ class Step(ActuationSteps):
                          policy=self.policy, store=store, events=self.events,
                          now=SystemClock().now())
         self.metrics.cycle(outcome, store.load_breaker(self.name))
-        return outcome.model_dump(mode="json")
+        return outcome
 
     # -- events -------------------------------------------------------------------------------
 
