@@ -107,16 +107,41 @@ def seed(env: dict[str, str], names: list[str]) -> None:
         list(pool.map(one, names))
 
 
+def trigger(stack: AirflowStack, dag: str) -> str:
+    """Trigger under a fixed run id: a POST that timed out while SQLite was busy may still have
+    created the run, and retrying it then answers 409 instead of queueing a second cycle."""
+    run_id = "bench"
+    for attempt in range(5):
+        try:
+            stack.request("POST", f"/api/v2/dags/{dag}/dagRuns",
+                          {"dag_run_id": run_id, "logical_date": None, "conf": {}})
+            return run_id
+        except RuntimeError as exc:
+            if ": 409 " in str(exc):
+                return run_id
+            if attempt == 4:
+                raise
+        except TimeoutError:
+            if attempt == 4:
+                raise
+        time.sleep(2)
+    return run_id
+
+
 def wait_all(stack: AirflowStack, runs: dict[str, str], timeout_s: float) -> dict[str, str]:
     """Each run's final state (``timeout`` for one still going after ``timeout_s``)."""
     states: dict[str, str] = {}
     deadline = time.monotonic() + timeout_s
     while len(states) < len(runs) and time.monotonic() < deadline:
         for dag, run in runs.items():
-            if dag not in states:
+            if dag in states:
+                continue
+            try:
                 state = stack.request("GET", f"/api/v2/dags/{dag}/dagRuns/{run}")["state"]
-                if state in ("success", "failed"):
-                    states[dag] = str(state)
+            except (OSError, RuntimeError):  # the api-server stalled on a busy SQLite: ask again
+                continue
+            if state in ("success", "failed"):
+                states[dag] = str(state)
         time.sleep(2)
     return {dag: states.get(dag, "timeout") for dag in runs}
 
@@ -151,7 +176,7 @@ def measure(tree: Path, n: int, idle_s: float) -> Point:
         time.sleep(idle_s)
         c1, t1 = component_cpu(stack), time.perf_counter()
         idle_rate = (sum(c1.values()) - sum(c0.values())) / (t1 - t0)
-        runs = {f"reconcile__{name}": stack.trigger(f"reconcile__{name}") for name in names}
+        runs = {f"reconcile__{name}": trigger(stack, f"reconcile__{name}") for name in names}
         states = wait_all(stack, runs, timeout_s=3 * INTERVAL_S)
         c2, t2 = component_cpu(stack), time.perf_counter()
         span, longest = run_span(stack, runs)
@@ -176,10 +201,9 @@ def line(points: list[Point], y: str) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
-def n_max(points: list[Point], cores: int, utilisation: float) -> int:
+def n_max(points: list[Point], budget: float) -> int:
     """The largest N whose cycles and the idle stack fit the interval's CPU budget."""
     (a, b), (c, d) = line(points, "cpu_per_cycle"), line(points, "idle_rate")
-    budget = INTERVAL_S * cores * utilisation
     n = 0
     while n < 100_000 and (n + 1) * (a + b * (n + 1)) + (c + d * (n + 1)) * INTERVAL_S <= budget:
         n += 1
@@ -195,30 +219,37 @@ def baseline_tree(rev: str) -> Path:
     return where
 
 
-def report(results: dict[str, list[Point]], cores: int, utilisation: float) -> None:
-    budget = INTERVAL_S * cores * utilisation
-    print(f"targets per Airflow: simulated targets, no drift, all N triggered at once; "
-          f"interval {INTERVAL_S} s, {cores} cores, utilisation {utilisation:.0%} "
-          f"(budget {budget:.0f} CPU-s per interval)")
-    print(f"{'tree':>9} {'N':>4} {'ok':>5} {'wall s':>7} {'slowest':>8} {'CPU-s/cycle':>12} "
+HEADER = (f"{'tree':>9} {'N':>4} {'ok':>5} {'wall s':>7} {'slowest':>8} {'CPU-s/cycle':>12} "
           f"{'idle CPU/s':>10} {'in 300 s':>8} {'N_max@N':>8}  CPU-s/cycle by component")
+
+
+def row(name: str, p: Point, budget: float) -> str:
+    inside = "yes" if p.succeeded == p.n and p.wall_s <= INTERVAL_S else "no"
+    comps = ", ".join(f"{k.split()[0]} {v:.2f}" for k, v in p.by_component.items())
+    return (f"{name:>9} {p.n:>4} {p.succeeded:>2}/{p.n:<2} {p.wall_s:>7.1f} "
+            f"{p.slowest_run_s:>8.1f} {p.cpu_per_cycle:>12.2f} {p.idle_rate:>10.3f} "
+            f"{inside:>8} {int(budget // p.cpu_per_cycle):>8}  {comps}")
+
+
+def report(results: dict[str, list[Point]], budget: float, cores: int) -> None:
+    print(f"\ntargets per Airflow: simulated targets, no drift, all N triggered at once; "
+          f"interval {INTERVAL_S} s, {cores} cores, budget {budget:.0f} CPU-s per interval")
+    print(HEADER)
     for name, points in results.items():
         for p in points:
-            inside = "yes" if p.succeeded == p.n and p.wall_s <= INTERVAL_S else "no"
-            comps = ", ".join(f"{k.split()[0]} {v:.2f}" for k, v in p.by_component.items())
-            print(f"{name:>9} {p.n:>4} {p.succeeded:>2}/{p.n:<2} {p.wall_s:>7.1f} "
-                  f"{p.slowest_run_s:>8.1f} {p.cpu_per_cycle:>12.2f} {p.idle_rate:>10.3f} "
-                  f"{inside:>8} {int(budget // p.cpu_per_cycle):>8}  {comps}")
-    maxima = {name: n_max(points, cores, utilisation) for name, points in results.items()}
+            print(row(name, p, budget))
+    maxima = {name: n_max(points, budget) for name, points in results.items() if points}
     for name, points in results.items():
         (a, b), (c, d) = line(points, "cpu_per_cycle"), line(points, "idle_rate")
         print(f"  [{name}] CPU-s per cycle ~ {a:.2f} + {b:.3f} N; idle CPU/s ~ {c:.3f} + "
               f"{d:.4f} N; N_max = {maxima[name]}")
     if len(maxima) == 2:
         (old, base), (_, now) = maxima.items()
-        first, last = results[old][-1], results["now"][-1]
-        print(f"  now / {old}: N_max {now / max(base, 1):.2f}x ({base} -> {now}); CPU-s per cycle "
-              f"at N={last.n} {last.cpu_per_cycle / first.cpu_per_cycle:.2f}x")
+        pairs = {p.n: p for p in results[old]}
+        same = [(pairs[p.n], p) for p in results["now"] if p.n in pairs]
+        ratios = ", ".join(f"N={b.n} {n.cpu_per_cycle / b.cpu_per_cycle:.2f}x" for b, n in same)
+        print(f"  now / {old}: N_max {now / max(base, 1):.2f}x ({base} -> {now}); "
+              f"CPU-s per cycle {ratios}")
 
 
 def main() -> None:
@@ -238,14 +269,21 @@ def main() -> None:
     base = baseline_tree(args.baseline) if args.baseline else None
     if base:
         trees.insert(0, (args.baseline, base))
-    results: dict[str, list[Point]] = {}
+    budget = INTERVAL_S * cores * args.utilisation
+    results: dict[str, list[Point]] = {name: [] for name, _ in trees}
+    print(HEADER, flush=True)
     for n in ns:  # trees alternate per N, so load drift on a shared machine hits both
         for name, tree in trees:
-            results.setdefault(name, []).append(measure(tree, n, idle_s))
-            print(f"  measured {name} N={n}", file=sys.stderr, flush=True)
+            try:
+                point = measure(tree, n, idle_s)
+            except (RuntimeError, TimeoutError, AssertionError) as exc:
+                print(f"{name:>9} {n:>4} failed: {str(exc)[:300]}", flush=True)
+                continue
+            results[name].append(point)
+            print(row(name, point, budget), flush=True)
     if base:
         shutil.rmtree(base, ignore_errors=True)
-    report(results, cores, utilisation=args.utilisation)
+    report({k: v for k, v in results.items() if v}, budget, cores)
 
 
 if __name__ == "__main__":
