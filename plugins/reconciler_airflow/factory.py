@@ -21,6 +21,7 @@ from airflow.sdk import (
     ParamsDict,
     TaskGroup,
     TriggerRule,
+    get_parsing_context,
 )
 
 from reconciler.config import TargetConfig, config_path, load_config_lenient
@@ -55,7 +56,16 @@ def pool_name(target: str) -> str:
 
 
 def build_all(path: str | None = None) -> dict[str, DAG]:
-    """Every valid target's DAG; an invalid target (or file) is a warning, never an import error."""
+    """Every valid target's DAG; an invalid target (or file) is a warning, never an import error.
+
+    A task process parses this file only to find its own task: there (Airflow's parsing context
+    names the DAG) only that DAG is built, so a task's start-up does not grow with the number
+    of targets. The dag-processor has no parsing context and builds them all."""
+    only = get_parsing_context().dag_id
+
+    def wanted(name: str) -> bool:
+        return only is None or dag_id(name) == only
+
     try:
         config, errors = load_config_lenient(config_path(path))
     except InvalidConfig as exc:
@@ -63,9 +73,11 @@ def build_all(path: str | None = None) -> dict[str, DAG]:
                       ReconcilerConfigWarning, stacklevel=2)
         return {}
     for name, error in sorted(errors.items()):
-        warnings.warn(f"reconciler: target {name!r} skipped: {error}", ReconcilerConfigWarning,
-                      stacklevel=2)
-    return {dag_id(name): build_dag(cfg) for name, cfg in sorted(config.targets.items())}
+        if wanted(name):
+            warnings.warn(f"reconciler: target {name!r} skipped: {error}",
+                          ReconcilerConfigWarning, stacklevel=2)
+    return {dag_id(name): build_dag(cfg) for name, cfg in sorted(config.targets.items())
+            if wanted(name)}
 
 
 def _jitter(target: str, modulo: int) -> int:

@@ -140,6 +140,64 @@ def test_a_bad_target_is_a_warning_and_the_others_still_load(tmp_path: Path):
     assert "['reconcile__good']" in out.stdout and "target 'bad' skipped" in out.stdout
 
 
+def _parsing_context(monkeypatch, dag_id: str) -> None:
+    """As Airflow's task runner sets it before parsing the task's DAG file (its own context
+    manager leaves the variable set afterwards, so a test sets it through monkeypatch)."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, dag_id)
+
+
+def test_a_task_process_builds_only_its_own_dag(monkeypatch):
+    from airflow.sdk import get_parsing_context
+
+    from reconciler_airflow.factory import build_all
+    from tests.dags.conftest import TARGETS
+
+    assert get_parsing_context().dag_id is None  # the dag-processor's view: every target
+    assert set(build_all(str(TARGETS))) == {f"reconcile__{t}" for t in (*TARGET_POLICIES,
+                                                                          "cloud")}
+    _parsing_context(monkeypatch, "reconcile__sim")
+    dags = build_all(str(TARGETS))
+    assert list(dags) == ["reconcile__sim"]
+    assert dags["reconcile__sim"].get_task("pass_1.actuate").pool == "reconciler__sim"
+    _parsing_context(monkeypatch, "reconcile__nobody")
+    assert build_all(str(TARGETS)) == {}
+
+
+def test_a_task_process_dagbag_holds_only_its_dag_and_no_import_error(airflow_db, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    _parsing_context(monkeypatch, "reconcile__gated")
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {} and bag.dag_ids == ["reconcile__gated"]
+
+
+def test_a_task_process_warns_only_about_its_own_bad_target(tmp_path: Path, monkeypatch):
+    import warnings
+
+    from reconciler_airflow.factory import build_all
+
+    config = tmp_path / "targets.yaml"
+    config.write_text(textwrap.dedent("""\
+        targets:
+          good:
+            provider: {type: simulated}
+            desired: /nowhere
+          bad:
+            provider: {type: nope}
+            desired: /nowhere
+        """))
+    for wanted, dags, warned in (("reconcile__good", ["reconcile__good"], []),
+                                 ("reconcile__bad", [], ["bad"])):
+        _parsing_context(monkeypatch, wanted)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert list(build_all(str(config))) == dags
+        assert [n for n in ("good", "bad") for w in caught
+                if f"target {n!r} skipped" in str(w.message)] == warned
+
+
 def test_an_unreadable_config_builds_no_dags_but_imports(tmp_path: Path):
     config = tmp_path / "targets.yaml"
     config.write_text("targets: [unclosed\n")
