@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "apply":
             _apply_options(p)
         if name == "history":
-            p.add_argument("--limit", type=_positive, default=20)
+            p.add_argument("--limit", type=_positive, default=20,
+                           help=f"at most this many cycles, 1 to {_MAX_LIMIT} (default 20)")
     _import_parser(sub, common)
     iam = sub.add_parser("iam-policy", parents=[common],
                          help="the least-privilege IAM policy an aws target needs (JSON)")
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the simulated provider's demo fleet", parents=[common])
     sim.add_argument("action", choices=["seed", "drift"])
     sim.add_argument("--target", required=True)
-    sim.add_argument("--fraction", type=float, default=0.3)
+    sim.add_argument("--fraction", type=_fraction, default=0.3,
+                     help="share of the managed resources to drift, from 0 to 1 (default 0.3)")
     sim.add_argument("--seed", type=int, default=7)
     return parser
 
@@ -115,13 +117,27 @@ def _import_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="write to this new file (default: standard output)")
 
 
+_MAX_LIMIT = 1_000_000  # far past any history; a bigger number overflows SQLite's integers
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    if not 1 <= value <= _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of 1 or more, up to {_MAX_LIMIT}, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return value
 
 
