@@ -1,6 +1,6 @@
 """Mutation testing of the core with cosmic-ray: can the unit tests fail? Score per module.
 
-    python bench/mutation.py                      # the five core modules, one after another
+    python bench/mutation.py                      # the core modules, one after another
     python bench/mutation.py --modules plan,sense # some of them
     python bench/mutation.py --all-unit-tests     # every mutant against all of tests/unit (slow)
 
@@ -36,6 +36,11 @@ TESTS: dict[str, tuple[str, ...]] = {
     "compare": ("test_compare.py", "test_plan.py", "test_update_fields.py", "test_unmanaged.py"),
     "plan": ("test_plan.py", "test_update_payloads.py", "test_update_fields.py",
              "test_rollback_points.py", "test_fidelity.py", "test_regions.py"),
+    # plan's order and review, split out of plan.py: the same tests as plan
+    "planorder": ("test_plan.py", "test_update_payloads.py", "test_update_fields.py",
+                  "test_rollback_points.py", "test_fidelity.py", "test_regions.py"),
+    "planreview": ("test_plan.py", "test_update_payloads.py", "test_update_fields.py",
+                   "test_rollback_points.py", "test_fidelity.py", "test_regions.py"),
     "actuate": ("test_actuate.py", "test_inflight.py", "test_guard.py",
                 "test_rollback_points.py", "test_fidelity.py"),
     "convergence": ("test_convergence.py",),

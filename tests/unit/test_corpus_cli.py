@@ -288,6 +288,36 @@ ARGUMENTS: dict[str, tuple[list[str], int, str]] = {
         2,
         "expected a whole number of 1 or",
     ),
+    "a history longer than SQLite can count": (
+        ["history", "--target", "lab", "--limit", "99999999999999999999"],
+        2,
+        "argument --limit: expected a whole number of 1 or more, up to 1000000",
+    ),
+    "a drift of more than the whole fleet": (
+        ["sim", "drift", "--target", "lab", "--fraction", "2"],
+        2,
+        "argument --fraction: expected a number from 0 to 1, got '2'",
+    ),
+    "a drift of less than nothing": (
+        ["sim", "drift", "--target", "lab", "--fraction", "-0.1"],
+        2,
+        "argument --fraction: expected a number from 0 to 1, got '-0.1'",
+    ),
+    "a drift fraction that is not a number": (
+        ["sim", "drift", "--target", "lab", "--fraction", "nan"],
+        2,
+        "argument --fraction: expected a number from 0 to 1, got 'nan'",
+    ),
+    "a store whose directory does not exist": (
+        ["--store", "sqlite:////nonexistent-reconciler-store/x.db", "status", "--target", "lab"],
+        1,
+        "no directory /nonexistent-reconciler-store (create it first",
+    ),
+    "a store of an unsupported database": (
+        ["--store", "mysql://user@localhost/db", "status", "--target", "lab"],
+        1,
+        "store URL: store must be sqlite or postgresql, not 'mysql'",
+    ),
 }
 
 
@@ -307,3 +337,25 @@ def test_a_bad_argument_stops_the_cli_before_the_provider_and_the_history(
     assert message in capsys.readouterr().err
     assert world.calls == []
     assert dump(world.fleet) == fleet and dump(world.root / "state.db") == store
+
+
+def test_a_store_url_in_a_missing_directory_makes_no_directory(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = world.desired_case(world.root / "desired")
+    missing = tmp_path / "no-such-dir"
+    url = f"sqlite:///{missing}/state.db"
+    assert main(["--config", str(config), "--store", url, "status", "--target", "lab"]) == 1
+    assert f"error: invalid configuration:\n  store URL {url}: no directory {missing}" in (
+        capsys.readouterr().err
+    )
+    assert not missing.exists()
+
+
+def test_the_default_store_still_makes_its_home(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = world.desired_case(world.root / "desired")
+    monkeypatch.setenv("RECONCILER_HOME", str(tmp_path / "new" / "home"))
+    assert main(["--config", str(config), "status", "--target", "lab"]) == 0
+    assert (tmp_path / "new" / "home" / "state.db").is_file()

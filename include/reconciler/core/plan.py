@@ -12,7 +12,7 @@ from reconciler.core.compare import ignore_patterns
 from reconciler.core.fidelity import degraded
 from reconciler.core.fields import masked, update_fields
 from reconciler.core.gcpause import without_gc
-from reconciler.core.graph import VIRTUAL_PREFIX, layer
+from reconciler.core.graph import layer
 from reconciler.core.kinds import (
     DEFAULT_RULES,
     KindRegistry,
@@ -32,7 +32,6 @@ from reconciler.core.model import (
     ObservedResource,
     Plan,
     PlanAudit,
-    PlanValidation,
     Precondition,
     ResourceKey,
     Risk,
@@ -41,6 +40,14 @@ from reconciler.core.model import (
     content_hash,
 )
 from reconciler.core.planhash import plan_hash
+from reconciler.core.planorder import action_id, dependencies, waves_of
+from reconciler.core.planreview import (
+    CONFLICT,
+    check_preconditions,
+    only_conflicts,
+    spec_hash,
+    validate,
+)
 from reconciler.core.policy import Policy
 from reconciler.core.rollback import rollback_points
 
@@ -48,8 +55,6 @@ __all__ = ["PlanContext", "make_plan", "action_id", "spec_hash", "check_precondi
            "CONFLICT", "only_conflicts"]
 
 _RISK_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
-CONFLICT = ("conflict: the name is held by a resource this target does not own; left alone "
-            "(set policy.adopt to take it over, or rename the desired resource)")
 PROTECTED_ORPHAN = ("protected-orphaned: removed from the desired state but protected; kept. "
                     "To delete it, apply protected: false first, then remove it")
 
@@ -68,14 +73,6 @@ class PlanContext:
     allow_deletions: bool = True  # False when the quality gate failed
 
 
-def action_id(kind: ActionType, key: ResourceKey) -> str:
-    return f"{kind}:{key.kind}/{key.name}"
-
-
-def spec_hash(spec: Mapping[str, object]) -> str:
-    return content_hash(spec)
-
-
 @without_gc
 def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     """Turn a diff into an ordered plan. Pure: same inputs, same plan and hash."""
@@ -85,12 +82,12 @@ def make_plan(diff: Diff, snapshot: Snapshot, ctx: PlanContext) -> Plan:
     degradation = degraded(snapshot, ctx.policy)
     applies = _apply_actions(diff, snapshot, ctx, blocked)
     deletes = _delete_actions(diff.deletions, snapshot, ctx, blocked, degradation)
-    deps = _dependencies(applies, deletes, diff, ctx.rules)
+    deps = dependencies(applies, deletes, diff, ctx.rules)
     levels, cycle = layer(list(applies) + list(deletes), deps)
     actions = {**applies, **deletes}
-    waves = _waves(actions, levels, deps)
+    waves = waves_of(actions, levels, deps)
     errors = [f"dependency cycle: {' -> '.join(cycle)}"] if cycle else []
-    validation = _validate(waves, snapshot, ctx.policy, errors)
+    validation = validate(waves, snapshot, ctx.policy, errors)
     parallel = degradation.max_parallel or ctx.policy.max_parallel
     audit = _audit(waves, blocked, snapshot, ctx, parallel)
     return Plan(
@@ -295,90 +292,6 @@ def _region_blind(kind: str, snapshot: Snapshot) -> str | None:
     return f"{', '.join(blind)} not fully observed: no deletions in {scope_label(region)}"
 
 
-def _dependencies(
-    applies: Mapping[str, Action],
-    deletes: Mapping[str, Action],
-    diff: Diff,
-    rules: KindRegistry,
-) -> dict[str, list[str]]:
-    """Edges node -> prerequisites. Kind barriers use one virtual node per kind (O(n) edges)."""
-    deps: dict[str, list[str]] = {a: [] for a in [*applies, *deletes]}
-    declared = {d.key: d.depends_on for d in diff.additions}
-    declared.update({m.key: m.desired.depends_on for m in diff.modifications})
-    for aid, act in applies.items():
-        for dep in declared.get(act.target, ()):
-            for prereq in (action_id("create", dep), action_id("update", dep)):
-                if prereq in applies:
-                    deps[aid].append(prereq)
-    kinds = {a.target.kind for a in [*applies.values(), *deletes.values()]}
-    for kind in kinds:
-        parents = (rules.get(kind) or DEFAULT_RULES(kind)).parents
-        deps[f"@applied:{kind}"] = [a for a, x in applies.items() if x.target.kind == kind]
-        deps[f"@deleted:{kind}"] = [a for a, x in deletes.items() if x.target.kind == kind]
-        deps[f"@applied:{kind}"] += [f"@applied:{p}" for p in parents if p in kinds]
-        for aid, act in applies.items():
-            if act.target.kind == kind:
-                deps[aid] += [f"@applied:{p}" for p in parents if p in kinds]
-    for aid, act in deletes.items():
-        # every deletion waits for all creates/updates, and children are deleted first
-        deps[aid] += [f"@applied:{k}" for k in kinds]
-        deps[aid] += [f"@deleted:{child}" for child in kinds
-                      if act.target.kind in (rules.get(child) or DEFAULT_RULES(child)).parents]
-    return deps
-
-
-def _waves(
-    actions: Mapping[str, Action], levels: Mapping[str, int], deps: Mapping[str, list[str]]
-) -> tuple[Wave, ...]:
-    """Group by level; ``depends_on`` keeps the real (declared) prerequisites, not kind barriers."""
-    by_level: dict[int, list[str]] = {}
-    for aid in actions:
-        if aid in levels:
-            by_level.setdefault(levels[aid], []).append(aid)
-    waves = []
-    for index, level in enumerate(sorted(by_level)):
-        ids = sorted(by_level[level])
-        waves.append(Wave(
-            index=index,
-            actions=tuple(
-                actions[a].model_copy(update={"wave": index, "depends_on": _real(deps[a])})
-                for a in ids
-            ),
-        ))
-    return tuple(waves)
-
-
-def _real(prereqs: list[str]) -> tuple[str, ...]:
-    return tuple(sorted({p for p in prereqs if not p.startswith(VIRTUAL_PREFIX)}))
-
-
-def _validate(
-    waves: tuple[Wave, ...], snapshot: Snapshot, policy: Policy, errors: list[str]
-) -> PlanValidation:
-    observed = {(r.key.kind, r.key.name): r for r in snapshot.resources}
-    deletions = [a for w in waves for a in w.actions if a.type == "delete"]
-    for act in deletions:
-        have = observed.get((act.target.kind, act.target.name))
-        if have is not None and (have.protected or not have.managed):
-            errors.append(f"refusing to delete protected or unowned {act.target}")
-    reasons = []
-    managed = sum(1 for r in snapshot.resources if r.managed)
-    if deletions and len(deletions) > policy.max_delete_fraction * managed:
-        reasons.append(
-            f"deletes {len(deletions)} of {managed} managed resources "
-            f"(> max_delete_fraction {policy.max_delete_fraction:.0%})"
-        )
-    risky = [a for w in waves for a in w.actions if not a.reversible and a.risk == "high"]
-    if policy.approve_irreversible and risky:
-        reasons.append(f"{len(risky)} irreversible high-risk actions")
-    return PlanValidation(
-        ok=not errors,
-        errors=tuple(errors),
-        needs_approval=bool(reasons),
-        approval_reasons=tuple(reasons),
-    )
-
-
 def _audit(
     waves: tuple[Wave, ...], blocked: list[BlockedChange], snapshot: Snapshot, ctx: PlanContext,
     parallel: int,
@@ -406,23 +319,3 @@ def _audit(
     )
 
 
-def check_preconditions(plan: Plan, snapshot: Snapshot) -> list[str]:
-    """Preconditions that no longer hold on a fresh snapshot (a stale plan is refused)."""
-    observed = {(r.key.kind, r.key.name): r for r in snapshot.resources}
-    failures = []
-    for act in plan.actions:
-        for pre in act.preconditions:
-            have = observed.get((pre.key.kind, pre.key.name))
-            if pre.check == "absent" and have is not None:
-                failures.append(f"{act.id}: {pre.key} exists now")
-            elif pre.check in ("present", "matches") and have is None:
-                failures.append(f"{act.id}: {pre.key} is gone")
-            elif pre.check == "matches" and have and spec_hash(have.spec) != pre.spec_hash:
-                failures.append(f"{act.id}: {pre.key} changed since the plan was made")
-    return failures
-
-
-def only_conflicts(plan: Plan) -> bool:
-    """Whether all a plan leaves undone is conflicts: blocked, but not a failure."""
-    return plan.is_empty and bool(plan.audit.blocked) and all(
-        b.reason == CONFLICT for b in plan.audit.blocked)

@@ -169,4 +169,6 @@ def load_target(name: str, config: str | None = None, store_url: str | None = No
         known = ", ".join(sorted(cfg.targets)) or "none"
         raise InvalidConfig([(SourceLocation(str(path)), f"no target {name!r} (known: {known})")])
     target_cfg = cfg.targets[name]
-    return Target(target_cfg, path, build_provider(target_cfg, path), open_store(store_url))
+    provider = build_provider(target_cfg, path)
+    # only the default store (None: $RECONCILER_STORE_URL or the home db) makes its directory
+    return Target(target_cfg, path, provider, open_store(store_url, create_dir=store_url is None))
