@@ -106,7 +106,8 @@ def _rootfs(tar: Path, env: dict[str, str]) -> None:
 def _import_standins(tar: Path, images: dict[str, str], env: dict[str, str]) -> None:
     path = "/home/airflow/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     changes = {
-        "POSTGRES_IMAGE": ['ENTRYPOINT ["/usr/local/bin/standin-postgres"]', "USER postgres"],
+        "POSTGRES_IMAGE": ['ENTRYPOINT ["/usr/local/bin/standin-postgres"]', "USER postgres",
+                           "ENV PGHOST=/tmp"],
         "REDIS_IMAGE": ['ENTRYPOINT ["/usr/local/bin/standin-redis"]', "USER redis"],
         "AIRFLOW_BASE_IMAGE": ['ENTRYPOINT ["/usr/local/bin/standin-airflow"]', "USER airflow",
                                "WORKDIR /opt/airflow", f"ENV PATH={path}",

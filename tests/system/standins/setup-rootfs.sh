@@ -12,6 +12,8 @@ install -d -o redis -g redis /data
 # /opt/airflow writable by group root (compose runs it as ${AIRFLOW_UID}:0), a Python whose
 # pip installs the Dockerfile's lock (here a venv owned by airflow instead of ~/.local).
 useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow
+# the host interpreter's console scripts (their packages are not copied) point at its prefix
+grep -l '^#!/root/' /usr/local/bin/* | xargs -r rm -f
 ldconfig  # libpython3.11.so in /usr/local/lib (the host's CPython, copied in by the hook)
 if ldd /usr/local/bin/python3.11 /usr/local/lib/python3.11/lib-dynload/*.so | grep 'not found'; then
   exit 1
