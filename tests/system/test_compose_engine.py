@@ -131,6 +131,9 @@ def _kill_a_worker_mid_run(dep: Deployment, seen: Facts) -> None:
 def facts(deployment: Deployment) -> Facts:
     dep, seen = deployment, Facts()
     seen.workers = dep.containers("airflow-worker")
+    # the README's step: the demo AWS needs its launch template (and a drifted fleet) first
+    dep.compose("run", "--rm", "--no-deps", "airflow-cli", "python", "-m", "reconciler.embedded",
+                "seed", "--endpoint", "http://moto:5000")
     for dag in DEMOS:  # unpausing also starts the latest scheduled run; both must succeed
         dep.trigger(dag)
     _kill_a_worker_mid_run(dep, seen)
