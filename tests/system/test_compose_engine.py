@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,12 @@ pytestmark = [pytest.mark.system, pytest.mark.compose, pytest.mark.timeout(2400)
 
 DEMOS = {"reconcile__demo": 4, "reconcile__aws_demo": 8}  # DAG -> pool slots (max_parallel)
 FLEET, FLEET_DAG, SIZE, SLOTS, BATCH = "fleet", "reconcile__fleet", 200, 4, 10
-PORT = 18093
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _config(into: Path) -> Path:
@@ -71,7 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     home.chmod(0o755)  # the containers' user (50000) reads the mounted config
     with docker_engine() as engine:
         images = ensure_images(engine)
-        dep = Deployment(home, engine, images.env(), PORT, config=_config(home / "config"))
+        dep = Deployment(home, engine, images.env(), _free_port(), config=_config(home / "config"))
         try:
             dep.up(workers=2)
             for dag in [*DEMOS, FLEET_DAG]:
