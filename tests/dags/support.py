@@ -74,7 +74,7 @@ def run(dagbag: Any, target: str, conf: dict[str, Any] | None = None) -> tuple[A
 class Approver(threading.Thread):
     """Answers the first pending approval through Airflow's REST API (PATCH hitlDetails)."""
 
-    def __init__(self, choice: str, timeout_s: float = 120,
+    def __init__(self, choice: str, timeout_s: float = 600,
                  before: Any = None) -> None:
         super().__init__(daemon=True)
         self.choice, self.timeout_s, self.before = choice, timeout_s, before
