@@ -22,6 +22,7 @@ cpu_per_cycle`` at each measured N is printed beside it. Prints figures; asserts
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -54,6 +55,19 @@ class Point:
     slowest_run_s: float  # the longest single run (start to end)
     succeeded: int
     by_component: dict[str, float]
+
+
+def stack_class(tree: Path) -> type[AirflowStack]:
+    """The tree's own ``AirflowStack``: the topology's settings (scripts/airflow_stack.py) are
+    part of what is compared, so a baseline runs with the settings it shipped."""
+    spec = importlib.util.spec_from_file_location(f"airflow_stack_{abs(hash(tree))}",
+                                                  tree / "scripts" / "airflow_stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    cls: type[AirflowStack] = module.AirflowStack
+    return cls
 
 
 def component_cpu(stack: AirflowStack) -> dict[str, float]:
@@ -163,7 +177,7 @@ def measure(tree: Path, n: int, idle_s: float) -> Point:
     work = Path(tempfile.mkdtemp(prefix=f"targets-per-airflow-{n}-"))
     env, names = write_targets(work, tree, n)
     seed(env, names)
-    stack = AirflowStack(work / "airflow", extra_env=env, parallelism=PARALLELISM)
+    stack = stack_class(tree)(work / "airflow", extra_env=env, parallelism=PARALLELISM)
     stack.prepare()
     stack.start()
     try:
