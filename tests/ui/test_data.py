@@ -25,7 +25,7 @@ def cycle(tmp_path, monkeypatch):
     result = pipeline_cycle("shop", "shop-data-1")
     store = result["step"].target.store
     record_run_link(store, "shop", "shop-data-1", "reconcile__shop", "manual__1",
-                    diff_ref=result["compared"]["diff_ref"])
+                    diff_ref=result["compared"].diff_ref)
     return store
 
 
@@ -195,7 +195,7 @@ def strays(tmp_path, monkeypatch):
     result = pipeline_cycle("shop", "shop-strays-1")
     store = result["step"].target.store
     record_run_link(store, "shop", "shop-strays-1", "reconcile__shop", "manual__2",
-                    diff_ref=result["compared"]["diff_ref"])
+                    diff_ref=result["compared"].diff_ref)
     return store, sim
 
 
